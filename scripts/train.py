@@ -1,0 +1,32 @@
+"""Train a timm model as a TOML recipe says: `accelerate launch scripts/train.py recipes/vit_adamw.toml`."""
+
+from __future__ import annotations
+
+import sys
+
+from trainer.cli import recipe_parser
+from trainer.errors import exit_on_recipe_error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = recipe_parser(__doc__)
+    parser.add_argument("--amp", action="store_true", help="mixed precision: bf16 where supported, else fp16")
+    parser.add_argument("--dry-run", action="store_true", help="validate and build everything, train nothing")
+    parser.add_argument("--resume", metavar="auto|PATH", help="resume from the latest checkpoint or PATH")
+    args = parser.parse_args(argv)
+    with exit_on_recipe_error():
+        from trainer.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        if args.dry_run:
+            from trainer.summary import dry_run
+
+            print(dry_run(recipe, amp=args.amp))
+            return 0
+        from trainer.loop import train
+
+        return train(recipe, amp=args.amp, resume=args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

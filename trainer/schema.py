@@ -1,0 +1,223 @@
+"""The recipe schema: one class per TOML table, each key typed, bounded and documented.
+
+The docstring under each field is the reference documentation of that key (README's recipe reference is
+generated from it). Tables marked "open" pass their extra keys on (to timm, to the optimizer class, ...);
+those keys are checked later against the callee's signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """A recipe table: unknown keys are errors, types are strict (a string is never a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+class OpenSection(Section):
+    """A recipe table whose extra keys are passed through to a callee and checked against its signature."""
+
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+
+
+class ModelCfg(OpenSection):
+    """`[model]` (open): `timm.create_model(name, **every other key)`."""
+
+    name: str
+    """timm model name, e.g. "vit_small_patch16_224" (any name in `timm.list_models()`)."""
+    weights: str | None = None
+    """Optional local `.safetensors` file with initial weights (strict key check; a changed head is dropped)."""
+    channels_last: bool = False
+    """Use channels-last memory format (faster convolutions on GPUs)."""
+    compile: bool = False
+    """Wrap the model in `torch.compile`."""
+
+
+class DataCfg(Section):
+    """`[data]`: a Hugging Face `datasets` dataset and its image pipeline."""
+
+    path: str
+    """Hub name, a directory written by `save_to_disk`, an image folder, or parquet file(s) / a glob."""
+    format: Literal["auto", "hub", "disk", "imagefolder", "parquet"] = "auto"
+    """How to read `path`; "auto" detects it."""
+    name: str | None = None
+    """Hub configuration name, where the dataset has several."""
+    image_column: str = "image"
+    """Column holding the images."""
+    label_column: str = "label"
+    """Column holding integer class labels."""
+    train_split: str = "train"
+    """Split to train on."""
+    eval_split: str = "validation"
+    """Split to evaluate on; "none" disables evaluation."""
+    eval_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    """Hold out this fraction of the train split for evaluation when `eval_split` does not exist."""
+    image_size: int | None = Field(None, ge=1)
+    """Input resolution; default: the model's pretrained configuration."""
+    batch_size: int = Field(ge=1)
+    """Batch size per process (the effective batch is batch_size × accumulate × processes)."""
+    eval_batch_size: int | None = Field(None, ge=1)
+    """Evaluation batch size per process; default: batch_size."""
+    num_workers: int | None = Field(None, ge=0)
+    """DataLoader worker processes; default: min(8, CPU cores)."""
+    pin_memory: bool | None = None
+    """Pin host memory for faster copies to the GPU; default: true on CUDA."""
+    persistent_workers: bool | None = None
+    """Keep workers alive between epochs; default: true when num_workers > 0."""
+    prefetch_factor: int | None = Field(None, ge=1)
+    """Batches prefetched per worker."""
+    augment: dict[str, Any] = {}
+    """Keyword arguments for timm's `create_transform` in the train pipeline (auto_augment, re_prob, ...)."""
+
+
+class TrainCfg(Section):
+    """`[train]`: length, accumulation, precision and the loss."""
+
+    epochs: int | None = Field(None, ge=1)
+    """Train for this many epochs (set this or max_steps)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Train for this many optimizer steps (set this or epochs)."""
+    accumulate: int = Field(1, ge=1)
+    """Micro-batches per optimizer step (MMEngine's accumulative_counts)."""
+    precision: Literal["no", "fp16", "bf16"] = "no"
+    """Autocast precision (MMEngine's AmpOptimWrapper); fp16 uses dynamic loss scaling."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Label smoothing of the cross-entropy loss."""
+    log_every: int = Field(10, ge=1)
+    """Write a metrics line every this many steps."""
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml"]] = []
+    """Accelerate trackers to log to, e.g. ["tensorboard"]."""
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainCfg:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("length: set train.epochs or train.max_steps")
+        if self.epochs is not None and self.max_steps is not None:
+            raise ValueError("length: set train.epochs or train.max_steps, not both")
+        return self
+
+
+class EvalCfg(Section):
+    """`[eval]`: how often to evaluate (loss, top-1, top-5)."""
+
+    interval: int = Field(1, ge=1)
+    """Evaluate every this many epochs (epoch-based training) or steps (max_steps training)."""
+    enabled: bool = True
+    """Set false to skip evaluation."""
+
+
+class CheckpointCfg(Section):
+    """`[checkpoint]`: MMEngine's CheckpointHook options."""
+
+    interval: int = Field(1, ge=1)
+    """Save every this many epochs (epoch-based training) or steps (max_steps training)."""
+    max_keep: int = Field(3, ge=-1)
+    """Keep the newest this many checkpoints; -1 keeps all (MMEngine's max_keep_ckpts)."""
+
+
+class ConstructorCfg(OpenSection):
+    """`[optimizer.constructor]` (open): which optimizer constructor builds the param groups."""
+
+    type: str = "Default"
+    """"Default" (MMEngine's DefaultOptimWrapperConstructor), "LayerDecay", or a registered one."""
+
+
+class OptimizerCfg(OpenSection):
+    """`[optimizer]` (open): `type` is the class; every other key goes to its constructor."""
+
+    type: str
+    """Optimizer class: any torch.optim or timm.optim class name, a registered one, or "pkg.mod:Class"."""
+    constructor: ConstructorCfg | None = None
+    """Optional `[optimizer.constructor]` table."""
+
+
+class RuleCfg(Section):
+    """One `[paramwise.rules]` entry: multipliers for the parameters whose names match the glob."""
+
+    lr_mult: float | None = Field(None, ge=0.0)
+    """Learning-rate multiplier."""
+    decay_mult: float | None = Field(None, ge=0.0)
+    """Weight-decay multiplier."""
+    freeze: bool = False
+    """Set requires_grad = False on the matched parameters."""
+
+
+class ParamwiseCfg(Section):
+    """`[paramwise]`: MMEngine's paramwise_cfg, same names and meaning."""
+
+    bias_lr_mult: float | None = Field(None, ge=0.0)
+    """LR multiplier of biases (not of norm layers or DCN offsets)."""
+    bias_decay_mult: float | None = Field(None, ge=0.0)
+    """Weight-decay multiplier of biases (not of norm layers or DCN offsets)."""
+    norm_decay_mult: float | None = Field(None, ge=0.0)
+    """Weight-decay multiplier of norm-layer weights and biases."""
+    flat_decay_mult: float | None = Field(None, ge=0.0)
+    """Weight-decay multiplier of other 1-D parameters."""
+    dwconv_decay_mult: float | None = Field(None, ge=0.0)
+    """Weight-decay multiplier of depth-wise convolutions."""
+    dcn_offset_lr_mult: float | None = Field(None, ge=0.0)
+    """LR multiplier of deformable-convolution offsets."""
+    bypass_duplicate: bool | None = None
+    """Skip parameters shared between modules instead of failing."""
+    rules: dict[str, RuleCfg] = {}
+    """MMEngine's custom_keys with fnmatch globs on parameter names: `"head.*" = { lr_mult = 10.0 }`."""
+
+
+class ClipGradCfg(Section):
+    """`[clip_grad]`: MMEngine's clip_grad; by norm (max_norm, norm_type) or type = "value"."""
+
+    type: Literal["norm", "value"] = "norm"
+    """Clip the total norm ("norm") or each element ("value")."""
+    max_norm: float | None = Field(None, gt=0.0)
+    """Largest allowed total gradient norm (type "norm")."""
+    norm_type: float | Literal["inf"] = 2.0
+    """The p of the p-norm, > 0, or "inf"."""
+    clip_value: float | None = Field(None, gt=0.0)
+    """Largest allowed absolute gradient value (type "value")."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClipGradCfg:
+        if self.type == "norm":
+            if self.max_norm is None:
+                raise ValueError("max_norm: required when clipping by norm (or set type = \"value\")")
+            if self.clip_value is not None:
+                raise ValueError("clip_value: only used with type = \"value\"")
+            if self.norm_type != "inf" and not self.norm_type > 0:
+                raise ValueError(f"norm_type: must be > 0 or \"inf\", got {self.norm_type}")
+        else:
+            if self.clip_value is None:
+                raise ValueError("clip_value: required with type = \"value\"")
+            if self.max_norm is not None:
+                raise ValueError("max_norm: only used when clipping by norm")
+        return self
+
+
+class ScheduleEntry(OpenSection):
+    """One `[[schedule]]` entry (open): an MMEngine param_scheduler, `type` plus its arguments."""
+
+    type: str
+    """Scheduler type, e.g. "LinearLR", "CosineAnnealingLR", "MultiStepLR", "LinearMomentum"."""
+
+
+class RecipeCfg(Section):
+    """The whole recipe."""
+
+    imports: list[str] = []
+    """Modules imported before anything is built (they register custom optimizers, constructors...)."""
+    seed: int = 0
+    """Random seed for weights, data order and augmentation."""
+    output_dir: str | None = None
+    """Run directory; default: runs/<recipe file stem>."""
+    model: ModelCfg
+    data: DataCfg
+    train: TrainCfg
+    optimizer: OptimizerCfg
+    paramwise: ParamwiseCfg = ParamwiseCfg()
+    clip_grad: ClipGradCfg | None = None
+    schedule: list[ScheduleEntry] = []
+    eval: EvalCfg = EvalCfg()
+    checkpoint: CheckpointCfg = CheckpointCfg()
