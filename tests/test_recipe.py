@@ -65,8 +65,12 @@ def test_base_is_resolved_relative_to_the_file_that_names_it(tmp_path):
 
 
 def test_chain_of_bases_merges_tables_and_replaces_lists(tmp_path):
-    write(tmp_path, "a.toml", MINIMAL + '[[schedule]]\ntype = "LinearLR"\nend = 1\n[[schedule]]\n'
-          'type = "CosineAnnealingLR"\nbegin = 1\n[paramwise]\nnorm_decay_mult = 0.0\n')
+    write(
+        tmp_path,
+        "a.toml",
+        MINIMAL + '[[schedule]]\ntype = "LinearLR"\nend = 1\n[[schedule]]\n'
+        'type = "CosineAnnealingLR"\nbegin = 1\n[paramwise]\nnorm_decay_mult = 0.0\n',
+    )
     write(tmp_path, "b.toml", 'base = "a.toml"\n[paramwise]\nbias_decay_mult = 0.0\n')
     c = write(tmp_path, "c.toml", 'base = "b.toml"\n[[schedule]]\ntype = "MultiStepLR"\nmilestones = [1]\n')
     recipe = load_recipe(c)
@@ -122,8 +126,11 @@ def test_duplicate_key_is_a_syntax_error(tmp_path):
         (MINIMAL.replace("[optimizer]", "[optimzer]"), "optimzer", "did you mean 'optimizer'"),
         (MINIMAL + "\n[paramwise]\nweight_decays = 1.0\n", "paramwise.weight_decays", None),
         (MINIMAL.replace("epochs = 2", "epochs = 2\naccumlate = 2"), "train.accumlate", "'accumulate'"),
-        (MINIMAL + '\n[paramwise.rules."head.*"]\nlr_mul = 2.0\n', 'paramwise.rules."head.*".lr_mul',
-         "'lr_mult'"),
+        (
+            MINIMAL + '\n[paramwise.rules."head.*"]\nlr_mul = 2.0\n',
+            'paramwise.rules."head.*".lr_mul',
+            "'lr_mult'",
+        ),
         ("seeed = 3\n" + MINIMAL, "seeed", "'seed'"),
     ],
 )
@@ -140,14 +147,18 @@ def test_unknown_key_is_an_error_with_did_you_mean(tmp_path, text, key, hint):
     [
         ("epochs = 2", 'epochs = "2"', "train.epochs", "expected an integer, got a string '2'"),
         ("batch_size = 8", "batch_size = 8.5", "data.batch_size", "expected an integer"),
-        ("epochs = 2", "epochs = 2\nlog_with = \"tensorboard\"", "train.log_with", "expected a list"),
-        ("epochs = 2", "epochs = 2\nprecision = \"fp8\"", "train.precision", "'no', 'fp16' or 'bf16'"),
+        ("epochs = 2", 'epochs = 2\nlog_with = "tensorboard"', "train.log_with", "expected a list"),
+        ("epochs = 2", 'epochs = 2\nprecision = "fp8"', "train.precision", "'no', 'fp16' or 'bf16'"),
         ("epochs = 2", "epochs = 2\naccumulate = 0", "train.accumulate", "must be >= 1"),
         ("epochs = 2", "epochs = 0", "train.epochs", "must be >= 1"),
         ("epochs = 2", "epochs = 2\nmax_steps = 10", "train", "not both"),
         ("epochs = 2", "accumulate = 2", "train", "set train.epochs or train.max_steps"),
-        ('path = "data/digits"', 'path = "data/digits"\nimage_column = 3', "data.image_column",
-         "expected a string"),
+        (
+            'path = "data/digits"',
+            'path = "data/digits"\nimage_column = 3',
+            "data.image_column",
+            "expected a string",
+        ),
     ],
 )
 def test_wrong_type_or_range_names_the_key(tmp_path, old, new, key, words):
@@ -200,8 +211,16 @@ def test_unknown_model_name_suggests_close_timm_names(tmp_path):
 
 def test_override_parses_toml_values(tmp_path):
     path = write(tmp_path, "r.toml", MINIMAL)
-    recipe = load_recipe(path, ["optimizer.lr=3e-4", 'train.precision="bf16"', "optimizer.betas=[0.9, 0.95]",
-                                "data.path=/data/imagenet", 'paramwise.rules."head.*".lr_mult=10'])
+    recipe = load_recipe(
+        path,
+        [
+            "optimizer.lr=3e-4",
+            'train.precision="bf16"',
+            "optimizer.betas=[0.9, 0.95]",
+            "data.path=/data/imagenet",
+            'paramwise.rules."head.*".lr_mult=10',
+        ],
+    )
     assert recipe.cfg["optimizer"]["lr"] == 3e-4
     assert recipe.cfg["train"]["precision"] == "bf16"
     assert recipe.cfg["optimizer"]["betas"] == [0.9, 0.95]

@@ -45,8 +45,9 @@ begin = 1
 def run_train(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("WORLD_SIZE", None)
-    return subprocess.run([sys.executable, str(TRAIN), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:

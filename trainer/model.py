@@ -63,17 +63,22 @@ def _kwarg_error(name: str, err: TypeError) -> RecipeError:
     try:
         entry = timm.models.model_entrypoint(name)
         module = inspect.getmodule(entry)
-        classes = [obj for obj in vars(module).values() if inspect.isclass(obj)
-                   and issubclass(obj, torch.nn.Module) and obj.__module__ == module.__name__]
+        classes = [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and obj.__module__ == module.__name__
+        ]
         for cls in classes:
             choices.extend(p for p in inspect.signature(cls.__init__).parameters if p != "self")
     except Exception:  # noqa: BLE001 - suggestions are best effort
         pass
-    return RecipeError(f"model.{bad}", f"{name!r} does not accept argument {bad!r}{did_you_mean(bad, sorted(set(choices)))}")
+    return RecipeError(
+        f"model.{bad}", f"{name!r} does not accept argument {bad!r}{did_you_mean(bad, sorted(set(choices)))}"
+    )
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load a local safetensors state dict strictly; keys that differ only by shape (a new head) are dropped."""
+    """Load a local safetensors state dict strictly; keys whose shape differs (a new head) are dropped."""
     from safetensors.torch import load_file
 
     path = Path(path)

@@ -194,17 +194,21 @@ def format_key(key: KeyPath) -> str:
 def parse_override(item: str) -> tuple[KeyPath, Any]:
     """Parse `key.path=value`; the value is a TOML value, or a plain string when it is not valid TOML."""
     if "=" not in item:
-        raise RecipeError(item, "an override must look like key.path=value, e.g. optimizer.lr=3e-4",
-                          file=OVERRIDE_SOURCE)
+        raise RecipeError(
+            item, "an override must look like key.path=value, e.g. optimizer.lr=3e-4", file=OVERRIDE_SOURCE
+        )
     key_text, _, value_text = item.partition("=")
     try:
         key = _split_key(key_text, strict=True)
     except ValueError:
         key = ()
     if not key:
-        raise RecipeError(key_text.strip() or "<empty>", 'not a valid key path; use a.b.c, quote globs: '
-                          'paramwise.rules."head.*".lr_mult=2, index lists: schedule[0].end=5',
-                          file=OVERRIDE_SOURCE)
+        raise RecipeError(
+            key_text.strip() or "<empty>",
+            "not a valid key path; use a.b.c, quote globs: "
+            'paramwise.rules."head.*".lr_mult=2, index lists: schedule[0].end=5',
+            file=OVERRIDE_SOURCE,
+        )
     try:
         value = tomllib.loads(f"v = {value_text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -219,13 +223,17 @@ def _set_path(cfg: dict[str, Any], key: KeyPath, value: Any, sources: dict[KeyPa
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 size = len(node) if isinstance(node, list) else 0
-                raise RecipeError(format_key(key[: i + 1]), f"no such list entry (the list has {size})",
-                                  file=OVERRIDE_SOURCE)
+                raise RecipeError(
+                    format_key(key[: i + 1]),
+                    f"no such list entry (the list has {size})",
+                    file=OVERRIDE_SOURCE,
+                )
             node = node[part]
             continue
         if not isinstance(node, dict):
-            raise RecipeError(format_key(key[: i + 1]), "cannot set a key inside a non-table value",
-                              file=OVERRIDE_SOURCE)
+            raise RecipeError(
+                format_key(key[: i + 1]), "cannot set a key inside a non-table value", file=OVERRIDE_SOURCE
+            )
         if part not in node:
             node[part] = [] if isinstance(nxt, int) else {}
         node = node[part]
@@ -272,8 +280,14 @@ _EXPECTED = {
 
 
 def _describe(value: Any) -> str:
-    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
+    kind = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
     text = repr(value)
     return kind if len(text) > 40 or isinstance(value, dict) else f"{kind} {text}"
 

@@ -62,8 +62,9 @@ class Registry(Generic[T]):
         if ":" in name:
             return _import_dotted(name, key)
         raise RecipeError(
-            key, f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}"
-            f" (registered: {len(self._items)}; a custom one is 'package.module:Name')"
+            key,
+            f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}"
+            f" (registered: {len(self._items)}; a custom one is 'package.module:Name')",
         )
 
 
@@ -77,6 +78,4 @@ def _import_dotted(path: str, key: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         names = [n for n in dir(module) if not n.startswith("_")]
-        raise RecipeError(
-            key, f"module {module_name!r} has no {attr!r}{did_you_mean(attr, names)}"
-        ) from None
+        raise RecipeError(key, f"module {module_name!r} has no {attr!r}{did_you_mean(attr, names)}") from None

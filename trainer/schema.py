@@ -30,7 +30,7 @@ class ModelCfg(OpenSection):
     name: str
     """timm model name, e.g. "vit_small_patch16_224" (any name in `timm.list_models()`)."""
     weights: str | None = None
-    """Optional local `.safetensors` file with initial weights (strict key check; a changed head is dropped)."""
+    """Optional local `.safetensors` file of initial weights (strict key check; a changed head is dropped)."""
     channels_last: bool = False
     """Use channels-last memory format (faster convolutions on GPUs)."""
     compile: bool = False
@@ -70,6 +70,8 @@ class DataCfg(Section):
     """Keep workers alive between epochs; default: true when num_workers > 0."""
     prefetch_factor: int | None = Field(None, ge=1)
     """Batches prefetched per worker."""
+    drop_last: bool = True
+    """Drop the last incomplete train batch (timm's default: every micro-batch has batch_size samples)."""
     augment: dict[str, Any] = {}
     """Keyword arguments for timm's `create_transform` in the train pipeline (auto_augment, re_prob, ...)."""
 
@@ -117,6 +119,12 @@ class CheckpointCfg(Section):
     """Save every this many epochs (epoch-based training) or steps (max_steps training)."""
     max_keep: int = Field(3, ge=-1)
     """Keep the newest this many checkpoints; -1 keeps all (MMEngine's max_keep_ckpts)."""
+
+    @model_validator(mode="after")
+    def _keep_something(self) -> CheckpointCfg:
+        if self.max_keep == 0:
+            raise ValueError("max_keep: must be -1 (keep all) or >= 1, got 0")
+        return self
 
 
 class ConstructorCfg(OpenSection):
@@ -183,14 +191,14 @@ class ClipGradCfg(Section):
     def _complete(self) -> ClipGradCfg:
         if self.type == "norm":
             if self.max_norm is None:
-                raise ValueError("max_norm: required when clipping by norm (or set type = \"value\")")
+                raise ValueError('max_norm: required when clipping by norm (or set type = "value")')
             if self.clip_value is not None:
-                raise ValueError("clip_value: only used with type = \"value\"")
+                raise ValueError('clip_value: only used with type = "value"')
             if self.norm_type != "inf" and not self.norm_type > 0:
-                raise ValueError(f"norm_type: must be > 0 or \"inf\", got {self.norm_type}")
+                raise ValueError(f'norm_type: must be > 0 or "inf", got {self.norm_type}')
         else:
             if self.clip_value is None:
-                raise ValueError("clip_value: required with type = \"value\"")
+                raise ValueError('clip_value: required with type = "value"')
             if self.max_norm is not None:
                 raise ValueError("max_norm: only used when clipping by norm")
         return self

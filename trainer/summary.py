@@ -22,7 +22,8 @@ def dry_run(recipe: Recipe, amp: bool = False) -> str:
     lines = [
         f"recipe     {recipe.path} ({' <- '.join(p.name for p in reversed(recipe.chain))})",
         f"model      {cfg['model']['name']}: {total:,} parameters ({trainable:,} trainable)",
-        f"optimizer  {cfg['optimizer']['type']}({_kwargs(opt_args)}), {len(optimizer.param_groups)} param groups",
+        f"optimizer  {cfg['optimizer']['type']}({_kwargs(opt_args)}),"
+        f" {len(optimizer.param_groups)} param groups",
         f"schedule   {schedule}",
         f"batch      {batch} per process x {train['accumulate']} accumulate x {world_size()} processes"
         f" = {effective_batch_size(cfg)} per step",

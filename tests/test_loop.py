@@ -1,0 +1,256 @@
+"""End-to-end training runs of scripts/train.py on a tiny timm model and a tiny real `datasets` dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "scripts" / "train.py"
+
+pytestmark = pytest.mark.slow
+
+
+def make_dataset(path: Path, n_train: int = 64, n_eval: int = 16, size: int = 16, classes: int = 4) -> Path:
+    """A small learnable image dataset (one noisy colour per class), written with save_to_disk."""
+    import numpy as np
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, size=(classes, 3))
+
+    def split(n: int) -> Dataset:
+        labels = [i % classes for i in range(n)]
+        images = []
+        for label in labels:
+            pixels = np.clip(colours[label] + rng.normal(0, 30, size=(size, size, 3)), 0, 255).astype("uint8")
+            images.append(PILImage.fromarray(pixels))
+        features = Features({"image": Image(), "label": ClassLabel(num_classes=classes)})
+        return Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+    DatasetDict({"train": split(n_train), "validation": split(n_eval)}).save_to_disk(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "colours")
+
+
+def recipe_text(dataset: Path, output_dir: Path, **overrides: str) -> str:
+    sections = {
+        "model": 'name = "test_vit"\nnum_classes = 4\nimg_size = 16\npatch_size = 4',
+        "data": f'path = "{dataset}"\nbatch_size = 8\nnum_workers = 0\naugment = {{ no_aug = true }}',
+        "train": "epochs = 2\nlog_every = 1",
+        "optimizer": 'type = "AdamW"\nlr = 1e-3\nweight_decay = 0.05',
+        "checkpoint": "interval = 1\nmax_keep = -1",
+    }
+    sections.update(overrides)
+    body = "\n\n".join(f"[{name}]\n{text}" for name, text in sections.items() if text is not None)
+    return f'seed = 0\noutput_dir = "{output_dir}"\n\n{body}\n'
+
+
+def run(recipe: Path, *args: str, nproc: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    if nproc == 1:
+        cmd = [sys.executable, str(TRAIN), str(recipe), *args]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--standalone",
+            str(TRAIN),
+            str(recipe),
+            *args,
+        ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def train_run(tmp_path: Path, dataset: Path, name: str, *args: str, nproc: int = 1, **sections: str) -> Path:
+    out = tmp_path / name
+    recipe = tmp_path / f"{name}.toml"
+    recipe.write_text(recipe_text(dataset, out, **sections))
+    run(recipe, *args, nproc=nproc)
+    return out
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=1e-5, msg=k)
+
+
+def test_training_writes_run_directory_and_loss_goes_down(tmp_path, dataset):
+    out = train_run(
+        tmp_path,
+        dataset,
+        "basic",
+        train="epochs = 6\nlog_every = 1",
+        optimizer='type = "AdamW"\nlr = 3e-3\nweight_decay = 0.0',
+    )
+    recs = [r for r in records(out) if "loss" in r]
+    assert [r["step"] for r in recs] == list(range(1, 6 * 8 + 1))
+    assert {"step", "epoch", "loss", "lr", "samples_per_sec"} <= recs[0].keys()
+    first, last = sum(r["loss"] for r in recs[:8]) / 8, sum(r["loss"] for r in recs[-8:]) / 8
+    assert last < 0.5 * first
+    evals = [r for r in records(out) if "eval_top1" in r]
+    assert len(evals) == 6
+    assert {"eval_loss", "eval_top1", "eval_top5"} <= evals[-1].keys()
+    assert evals[-1]["eval_top1"] >= 75.0
+    assert evals[-1]["eval_top5"] == 100.0  # 4 classes: every label is in the top 5
+    assert (out / "recipe.toml").is_file() and (out / "run_info.json").is_file()
+    import timm
+
+    model = timm.create_model("test_vit", num_classes=4, img_size=16, patch_size=4)
+    assert weights(out).keys() == model.state_dict().keys()
+
+
+def test_accumulation_trains_like_the_large_batch(tmp_path, dataset):
+    # 80 samples, no drop_last: batch 32 gives batches 32, 32, 16; batch 8 x accumulate 4 gives windows of
+    # 4, 4 and 2 micro-batches, the short one rescaled to a mean over its 16 samples.
+    data_b = make_dataset(tmp_path / "d80", n_train=80)
+    common = {"train": "epochs = 2\nlog_every = 1", "checkpoint": None}
+    big = train_run(
+        tmp_path,
+        data_b,
+        "big",
+        **common,
+        data=f'path = "{data_b}"\nbatch_size = 32\nnum_workers = 0\ndrop_last = false\n'
+        "augment = { no_aug = true }",
+    )
+    acc = train_run(
+        tmp_path,
+        data_b,
+        "acc",
+        **{**common, "train": "epochs = 2\nlog_every = 1\naccumulate = 4"},
+        data=f'path = "{data_b}"\nbatch_size = 8\nnum_workers = 0\ndrop_last = false\n'
+        "augment = { no_aug = true }",
+    )
+    assert [r["step"] for r in records(big) if "loss" in r] == [
+        r["step"] for r in records(acc) if "loss" in r
+    ]
+    assert_same_weights(big, acc, atol=1e-5)
+
+
+def test_resume_from_a_mid_epoch_checkpoint_ends_with_the_same_weights(tmp_path, dataset):
+    sections = {
+        "train": "max_steps = 12\nlog_every = 1",
+        "checkpoint": "interval = 5\nmax_keep = -1",
+        "eval": "interval = 6",
+    }
+    full = train_run(tmp_path, dataset, "full", **sections)
+    ckpts = sorted(p.name for p in (full / "checkpoints").iterdir())
+    assert ckpts == ["step_00000005", "step_00000010", "step_00000012"]
+    # A second run starts from the step-5 checkpoint (mid-epoch: 8 steps per epoch) in a fresh directory.
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full / "checkpoints" / "step_00000005", resumed_dir / "checkpoints" / "step_00000005")
+    out = train_run(tmp_path, dataset, "resumed", "--resume", "auto", **sections)
+    assert out == resumed_dir
+    assert [r["step"] for r in records(out) if "loss" in r] == list(range(6, 13))
+    assert_same_weights(full, out, atol=0)
+
+
+def test_resume_with_an_edited_recipe_follows_the_new_recipe_and_says_so(tmp_path, dataset):
+    out = train_run(tmp_path, dataset, "edit", train="epochs = 1\nlog_every = 1")
+    recipe = tmp_path / "edit.toml"
+    recipe.write_text(
+        recipe_text(
+            dataset,
+            out,
+            train="epochs = 2\nlog_every = 1",
+            optimizer='type = "AdamW"\nlr = 5e-4\nweight_decay = 0.05',
+        )
+    )
+    proc = run(recipe, "--resume", "auto")
+    assert "recipe changed" in proc.stdout + proc.stderr
+    assert "optimizer.lr: 0.001 -> 0.0005" in proc.stdout + proc.stderr
+    recs = [r for r in records(out) if "loss" in r]
+    assert recs[-1]["step"] == 16
+    assert recs[-1]["lr"] == pytest.approx(5e-4)
+
+
+def test_two_processes_train_like_one_process_with_the_double_batch(tmp_path, dataset):
+    common = {"train": "epochs = 1\nlog_every = 1", "checkpoint": None, "eval": "enabled = false"}
+    single = train_run(
+        tmp_path,
+        dataset,
+        "single",
+        **common,
+        data=f'path = "{dataset}"\nbatch_size = 16\nnum_workers = 0\naugment = {{ no_aug = true }}',
+    )
+    double = train_run(tmp_path, dataset, "double", nproc=2, **common)
+    assert len([r for r in records(double) if "loss" in r]) == 4
+    assert_same_weights(single, double, atol=1e-5)
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path, dataset):
+    out = train_run(tmp_path, dataset, "bf16", train='epochs = 1\nlog_every = 1\nprecision = "bf16"')
+    recs = [r for r in records(out) if "loss" in r]
+    assert len(recs) == 8 and all(r["loss"] == r["loss"] for r in recs)
+
+
+def test_clip_grad_logs_the_norm_and_changes_the_update(tmp_path, dataset):
+    common = {
+        "train": "max_steps = 2\nlog_every = 1",
+        "checkpoint": None,
+        "eval": "enabled = false",
+        "optimizer": 'type = "SGD"\nlr = 0.1',
+    }
+    plain = train_run(tmp_path, dataset, "noclip", **common)
+    clipped = train_run(tmp_path, dataset, "clip", **common, clip_grad="max_norm = 1e-3")
+    recs = [r for r in records(clipped) if "loss" in r]
+    assert all(r["grad_norm"] > 1e-3 for r in recs)
+    assert "grad_norm" not in records(plain)[0]
+    # With plain SGD the first update is -lr * g, clipped: -lr * g * max_norm / |g|.
+    start = train_run(
+        tmp_path,
+        dataset,
+        "start",
+        **{**common, "train": "max_steps = 1\nlog_every = 1", "optimizer": 'type = "SGD"\nlr = 0.0'},
+    )
+    w0 = weights(start)
+    dp = [weights(plain)[k] - w0[k] for k in w0]
+    dc = [weights(clipped)[k] - w0[k] for k in w0]
+    assert not all(torch.allclose(a, b) for a, b in zip(dp, dc, strict=True))
+
+
+def test_clip_grad_value_clamps_every_gradient():
+    from accelerate import Accelerator
+
+    from trainer.loop import _clip
+
+    model = torch.nn.Linear(4, 2)
+    model(torch.randn(8, 4) * 100).sum().backward()
+    _clip(Accelerator(cpu=True), model, {"type": "value", "clip_value": 0.01})
+    assert all(p.grad.abs().max() <= 0.01 + 1e-9 for p in model.parameters())
+    model.zero_grad()
+    model(torch.randn(8, 4) * 100).sum().backward()
+    norm = _clip(Accelerator(cpu=True), model, {"type": "norm", "max_norm": 0.5, "norm_type": 2.0})
+    assert norm > 0.5
+    total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert total == pytest.approx(0.5, rel=1e-4)

@@ -1,0 +1,121 @@
+"""Checkpoints: Accelerate's save_state plus the trainer's own position, written atomically, newest K kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import RecipeError
+
+STATE_FILE = "trainer_state.json"
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands: `step` optimizer updates done, `epoch`, and micro-batches done in that epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    schedule: dict[str, Any] | None = None
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def save_checkpoint(
+    accelerator, output_dir: str | Path, state: TrainerState, recipe_toml: str, max_keep: int
+) -> Path:
+    """Write `checkpoints/step_N` via a temporary folder renamed into place once complete."""
+    root = checkpoint_root(output_dir)
+    final = root / f"step_{state.step:08d}"
+    tmp = root / f".tmp_step_{state.step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
+        (tmp / "recipe.toml").write_text(recipe_toml)
+        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / MANIFEST).write_text(json.dumps({"step": state.step, "files": files}, indent=1))
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        _prune(root, max_keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prune(root: Path, max_keep: int) -> None:
+    """Delete all but the newest `max_keep` complete checkpoints (-1 keeps all)."""
+    if max_keep < 1:
+        return
+    for old in list_checkpoints(root)[:-max_keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def is_complete(path: Path) -> bool:
+    """A checkpoint is complete when its manifest exists and every listed file has the listed size."""
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError):
+        return False
+    return all(
+        (path / name).is_file() and (path / name).stat().st_size == size for name, size in files.items()
+    )
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under `root`, oldest first (by step number, never by mtime or name order)."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and is_complete(p)]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(resume: str | None, output_dir: str | Path) -> Path | None:
+    """`--resume auto` -> newest complete checkpoint in output_dir (or None); a path must be complete."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = list_checkpoints(checkpoint_root(output_dir))
+        return found[-1] if found else None
+    path = Path(resume)
+    if not is_complete(path):
+        raise RecipeError(
+            "--resume",
+            f"{resume!r} is not a complete checkpoint folder (no valid {MANIFEST})",
+            file="command line",
+        )
+    return path
+
+
+def load_trainer_state(path: Path) -> TrainerState:
+    return TrainerState(**json.loads((path / STATE_FILE).read_text()))
