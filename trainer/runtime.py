@@ -14,7 +14,11 @@ def world_size() -> int:
 
 
 def resolve_precision(train_cfg: dict[str, Any], amp: bool = False) -> str:
-    """The recipe's precision, or with `--amp`: bf16 where the hardware supports it, else fp16."""
+    """`accelerate launch --mixed_precision` if given, else with `--amp` bf16 where the hardware supports it
+    (else fp16), else the recipe's `train.precision`."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched != "no":
+        return launched
     if not amp:
         return train_cfg["precision"]
     if torch.cuda.is_available():
