@@ -18,14 +18,15 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
-        if args.dry_run:
-            from trainer.summary import dry_run
+        with recipe.blame():
+            if args.dry_run:
+                from trainer.summary import dry_run
 
-            print(dry_run(recipe, amp=args.amp))
-            return 0
-        from trainer.loop import train
+                print(dry_run(recipe, amp=args.amp))
+                return 0
+            from trainer.loop import train
 
-        return train(recipe, amp=args.amp, resume=args.resume)
+            return train(recipe, amp=args.amp, resume=args.resume)
 
 
 if __name__ == "__main__":

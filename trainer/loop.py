@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from trainer.checkpoint import (
@@ -45,8 +46,16 @@ def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
     )
 
 
-def train(recipe: Recipe, amp: bool = False, resume: str | None = None) -> int:
-    """Train as `recipe` says; returns the process exit code."""
+def train(
+    recipe: Recipe,
+    amp: bool = False,
+    resume: str | None = None,
+    dataloaders: tuple[DataLoader, DataLoader | None] | None = None,
+) -> int:
+    """Train as `recipe` says; returns the process exit code.
+
+    `dataloaders` replaces the recipe's data (the benchmark feeds synthetic batches through the same loop).
+    """
     cfg = recipe.cfg
     tcfg = cfg["train"]
     output_dir = Path(cfg["output_dir"])
@@ -56,7 +65,9 @@ def train(recipe: Recipe, amp: bool = False, resume: str | None = None) -> int:
 
     # Build everything (and fail on bad data) before anything is written.
     model = build_model(cfg["model"])
-    train_dl, eval_dl = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
+    if dataloaders is None:
+        dataloaders = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
+    train_dl, eval_dl = dataloaders
     optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
     if cfg["model"].get("compile"):
         model = torch.compile(model)
@@ -101,7 +112,9 @@ def train(recipe: Recipe, amp: bool = False, resume: str | None = None) -> int:
 
     clip = cfg.get("clip_grad")
     label_smoothing = tcfg["label_smoothing"]
-    ckpt_every, eval_every = cfg["checkpoint"]["interval"], cfg["eval"]["interval"]
+    default_interval = 1 if by_epoch else 1000
+    ckpt_every = cfg["checkpoint"].get("interval", default_interval)
+    eval_every = cfg["eval"].get("interval", default_interval)
     eval_on = eval_dl is not None and cfg["eval"]["enabled"]
     samples_per_step = cfg["data"]["batch_size"] * accumulate * accelerator.num_processes
     fp16 = accelerator.mixed_precision == "fp16"
@@ -123,7 +136,8 @@ def train(recipe: Recipe, amp: bool = False, resume: str | None = None) -> int:
         log.write({"step": state.step, "epoch": state.epoch, **metrics})
         if accelerator.is_main_process:
             progress.write(format_line({"step": state.step, "epoch": state.epoch, **metrics}, total_steps))
-        schedule.report_metric("loss", metrics["eval_loss"], state.step)
+        for name, value in (("loss", metrics["eval_loss"]), *metrics.items()):
+            schedule.report_metric(name, value, state.step)
 
     model.train()
     while state.step < total_steps:

@@ -6,7 +6,8 @@ import importlib
 import re
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ class Recipe:
                 return self.sources[key[:n]]
         return str(self.path)
 
+    @contextmanager
+    def blame(self) -> Iterator[None]:
+        """Fill in the file of a RecipeError raised inside (base file, "--set" or this recipe)."""
+        try:
+            yield
+        except RecipeError as err:
+            if err.file is None:
+                err.file = self.source_of(_split_key(err.key))
+            raise
+
     def to_toml(self) -> str:
         header = "# resolved recipe: " + " <- ".join(str(p) for p in self.chain) + "\n"
         return header + tomli_w.dumps(self.cfg)
@@ -64,17 +75,13 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check: bool 
         key, value = parse_override(item)
         _set_path(raw, key, value, sources)
     recipe = Recipe(path=path, cfg={}, chain=chain, sources=sources)
-    try:
+    with recipe.blame():
         recipe.cfg = validate(raw)
         if recipe.cfg.get("output_dir") is None:
             recipe.cfg["output_dir"] = f"runs/{path.stem}"
         _import_modules(recipe.cfg["imports"])
         if check:
             check_sections(recipe.cfg)
-    except RecipeError as err:
-        if err.file is None:
-            err.file = recipe.source_of(_split_key(err.key))
-        raise
     return recipe
 
 
@@ -372,24 +379,13 @@ def _import_modules(modules: list[str]) -> None:
 
 def check_sections(cfg: dict[str, Any]) -> None:
     """Checks that need the section's own module: model name, optimizer signature, schedule, data."""
+    from trainer.data import validate_data_cfg
     from trainer.model import validate_model_cfg
+    from trainer.optim import validate_optimizer_cfg, validate_paramwise_cfg
+    from trainer.schedule import validate_schedule
 
     validate_model_cfg(cfg["model"])
-    try:
-        from trainer.optim import validate_optimizer_cfg
-    except ImportError:  # pragma: no cover - during bring-up
-        validate_optimizer_cfg = None
-    if validate_optimizer_cfg is not None:
-        validate_optimizer_cfg(cfg["optimizer"])
-    try:
-        from trainer.schedule import validate_schedule
-    except ImportError:  # pragma: no cover
-        validate_schedule = None
-    if validate_schedule is not None:
-        validate_schedule(cfg["schedule"], cfg["train"])
-    try:
-        from trainer.data import validate_data_cfg
-    except ImportError:  # pragma: no cover
-        validate_data_cfg = None
-    if validate_data_cfg is not None:
-        validate_data_cfg(cfg["data"])
+    validate_optimizer_cfg(cfg["optimizer"])
+    validate_paramwise_cfg(cfg["paramwise"], cfg["optimizer"])
+    validate_schedule(cfg["schedule"], cfg["train"])
+    validate_data_cfg(cfg["data"])

@@ -63,7 +63,7 @@ class DataCfg(Section):
     eval_batch_size: int | None = Field(None, ge=1)
     """Evaluation batch size per process; default: batch_size."""
     num_workers: int | None = Field(None, ge=0)
-    """DataLoader worker processes; default: min(8, CPU cores)."""
+    """DataLoader worker processes; default: min(4, CPU cores per process - 1)."""
     pin_memory: bool | None = None
     """Pin host memory for faster copies to the GPU; default: true on CUDA."""
     persistent_workers: bool | None = None
@@ -106,8 +106,9 @@ class TrainCfg(Section):
 class EvalCfg(Section):
     """`[eval]`: how often to evaluate (loss, top-1, top-5)."""
 
-    interval: int = Field(1, ge=1)
-    """Evaluate every this many epochs (epoch-based training) or steps (max_steps training)."""
+    interval: int | None = Field(None, ge=1)
+    """Evaluate every this many epochs (epoch-based training; default 1) or steps (max_steps training;
+    default 1000); always after the last step."""
     enabled: bool = True
     """Set false to skip evaluation."""
 
@@ -115,8 +116,9 @@ class EvalCfg(Section):
 class CheckpointCfg(Section):
     """`[checkpoint]`: MMEngine's CheckpointHook options."""
 
-    interval: int = Field(1, ge=1)
-    """Save every this many epochs (epoch-based training) or steps (max_steps training)."""
+    interval: int | None = Field(None, ge=1)
+    """Save every this many epochs (epoch-based training; default 1) or steps (max_steps training;
+    default 1000); always after the last step."""
     max_keep: int = Field(3, ge=-1)
     """Keep the newest this many checkpoints; -1 keeps all (MMEngine's max_keep_ckpts)."""
 

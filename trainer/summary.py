@@ -5,6 +5,7 @@ from __future__ import annotations
 from trainer.model import build_model
 from trainer.recipe import Recipe
 from trainer.runtime import effective_batch_size, resolve_precision, world_size
+from trainer.schedule import build_schedule
 
 
 def dry_run(recipe: Recipe, amp: bool = False) -> str:
@@ -13,6 +14,10 @@ def dry_run(recipe: Recipe, amp: bool = False) -> str:
     model = build_model(cfg["model"], device="meta")
     total = sum(p.numel() for p in model.parameters())
     optimizer = _build_optimizer(model, cfg)
+    # steps_per_epoch needs the data, which a dry run does not read; building with 1 still checks the schedule.
+    build_schedule(
+        cfg["schedule"], param_groups=optimizer.param_groups, steps_per_epoch=1, train_cfg=cfg["train"]
+    )
     trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     train = cfg["train"]
     length = f"{train['epochs']} epochs" if "epochs" in train else f"{train['max_steps']} steps"

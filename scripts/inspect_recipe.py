@@ -1,0 +1,34 @@
+"""Show each parameter's group, lr and weight decay: `python scripts/inspect_recipe.py RECIPE [--json F]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from trainer.cli import recipe_parser
+from trainer.errors import exit_on_recipe_error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = recipe_parser(__doc__)
+    parser.add_argument("--json", metavar="FILE", help="also write the description as JSON to FILE")
+    args = parser.parse_args(argv)
+    with exit_on_recipe_error():
+        from trainer.model import build_model
+        from trainer.optim import build_optimizer, describe_params, format_description
+        from trainer.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        with recipe.blame():
+            model = build_model(recipe.cfg["model"], device="meta")
+            optimizer = build_optimizer(model, recipe.cfg["optimizer"], recipe.cfg["paramwise"])
+    description = describe_params(model, optimizer)
+    print(format_description(description))
+    if args.json:
+        Path(args.json).write_text(json.dumps(description, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Units: steps per epoch, training length, and each entry's window in optimizer steps.
+
+One step is one optimizer update. An iteration-based entry counts steps; a `by_epoch` entry counts
+epochs and steps once per epoch (at the epoch's first step), unless `convert_to_iter_based` turns its
+epoch arguments into steps the way MMEngine's `build_iter_from_epoch` does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer.errors import RecipeError
+from trainer.schedule.schedulers import ParamScheduler
+from trainer.schedule.validate import Entry
+
+
+def steps_per_epoch(dataset_size: int, batch_size: int, accumulate: int, num_processes: int = 1) -> int:
+    """Optimizer steps per epoch: ceil(ceil(N / (batch_size * processes)) / accumulate).
+
+    The train loader keeps the last, short batch; the last accumulation window of an epoch may be short.
+    """
+    for name, value in (
+        ("dataset_size", dataset_size),
+        ("batch_size", batch_size),
+        ("accumulate", accumulate),
+        ("num_processes", num_processes),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    batches = -(-dataset_size // (batch_size * num_processes))
+    return -(-batches // accumulate)
+
+
+def total_steps(epochs: int | None, max_steps: int | None, steps_per_epoch: int) -> int:
+    """Length of training in optimizer steps."""
+    return max_steps if max_steps is not None else epochs * steps_per_epoch
+
+
+@dataclass
+class Window:
+    """A scheduler built in step units, and the global steps at which it acts (its local steps 0, 1, ...)."""
+
+    entry: Entry
+    scheduler: ParamScheduler
+    steps: np.ndarray
+
+    @property
+    def epoch_stepped(self) -> bool:
+        return self.entry.epoch_stepped
+
+
+def resolve(entry: Entry, steps_per_epoch: int, epochs: int | None, total: int) -> Window:
+    """Build `entry`'s scheduler in the units it steps in, with MMEngine's defaults for end and T_max."""
+    args = {k: v for k, v in entry.args.items() if k not in ("type", "convert_to_iter_based")}
+    key = entry.key
+    if entry.epoch_stepped:
+        default_end = epochs if epochs is not None else math.inf
+        last_epoch = epochs if epochs is not None else math.ceil(total / steps_per_epoch)
+        args["end"] = args["end"] if args["end"] is not None else default_end
+        first, stop = args["begin"], min(args["end"], last_epoch)
+        steps = np.arange(first, max(first, stop), dtype=np.int64) * steps_per_epoch
+    else:
+        if entry.converted:
+            args = _to_steps(entry, args, steps_per_epoch, total)
+        args["end"] = args["end"] if args["end"] is not None else total
+        args["by_epoch"] = False
+        if args["begin"] >= total:
+            raise RecipeError(
+                f"{key}.begin",
+                f"step {args['begin']:g} is not before the end of training "
+                f"({total} steps): the scheduler would never act",
+            )
+        if not args["end"] > args["begin"]:
+            raise RecipeError(
+                f"{key}.end",
+                f"the window [{entry.args['begin']}, {entry.args['end']}) epochs is "
+                f"[{args['begin']}, {args['end']}) steps at {steps_per_epoch} steps/epoch: empty",
+            )
+        steps = np.arange(args["begin"], min(args["end"], total), dtype=np.int64)
+    scheduler = entry.cls(**args)
+    scheduler.check_window(key, len(steps))
+    if not entry.epoch_stepped:
+        _check_step_milestones(entry, scheduler, total)
+    return Window(entry, scheduler, steps)
+
+
+def _to_steps(entry: Entry, args: dict, steps_per_epoch: int, total: int) -> dict:
+    """MMEngine's `build_iter_from_epoch`: begin/end truncate to whole steps, the rest scale exactly."""
+    out = dict(args)
+    out["begin"] = int(args["begin"] * steps_per_epoch)
+    out["end"] = int(args["end"] * steps_per_epoch) if args["end"] is not None else total
+    for name, spec in entry.cls.args.items():
+        if spec.per_epoch and out.get(name) is not None:
+            value = out[name]
+            out[name] = (
+                [v * steps_per_epoch for v in value] if isinstance(value, list) else value * steps_per_epoch
+            )
+    return out
+
+
+def _check_step_milestones(entry: Entry, scheduler: ParamScheduler, total: int) -> None:
+    stop = min(scheduler.end, total)
+    for m in getattr(scheduler, "milestones", None) or ():
+        if scheduler.begin + m >= stop:
+            raise RecipeError(
+                f"{entry.key}.milestones",
+                f"milestone {m:g} steps{_counted_from(scheduler.begin, m)} is not before the end "
+                f"(step {stop}, training has {total} steps); it would never apply",
+            )
+
+
+def _counted_from(begin: int, milestone: float) -> str:
+    return f" (step {begin + milestone:g}: milestones count from begin = {begin})" if begin else ""

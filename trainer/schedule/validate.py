@@ -1,0 +1,195 @@
+"""Check `[[schedule]]` entries without data or model: types, arguments, windows vs. training length."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.errors import RecipeError, did_you_mean
+from trainer.schedule.schedulers import REQUIRED, SCHEDULERS, Arg, ParamScheduler
+
+_KIND_TEXT = {
+    "int": "an integer",
+    "number": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "ints": "a list of integers",
+    "numbers": "a list of numbers",
+}
+_NOT_OURS = {
+    "last_step": "not supported: a resumed run recomputes the schedule from its step",
+    "verbose": "not supported: scripts/plot_schedule.py shows every value",
+}
+
+
+@dataclass
+class Entry:
+    """One checked entry: its class, every argument (defaults filled) in the units the recipe wrote."""
+
+    index: int
+    cls: type[ParamScheduler]
+    args: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"schedule[{self.index}]"
+
+    @property
+    def by_epoch(self) -> bool:
+        return self.args["by_epoch"]
+
+    @property
+    def converted(self) -> bool:
+        return self.args["convert_to_iter_based"]
+
+    @property
+    def epoch_stepped(self) -> bool:
+        """True where begin/end count epochs and the scheduler steps once per epoch."""
+        return self.by_epoch and not self.converted
+
+
+def validate_schedule(entries: list[dict[str, Any]], train_cfg: dict[str, Any]) -> None:
+    """Raise RecipeError (`schedule[i].<arg>`) for the first problem in `entries`; see `parse_schedule`."""
+    parse_schedule(entries, train_cfg)
+
+
+def parse_schedule(entries: list[dict[str, Any]], train_cfg: dict[str, Any]) -> list[Entry]:
+    """Check every entry (type, arguments, windows against `train_cfg`) and return them parsed."""
+    if not isinstance(entries, list):
+        raise RecipeError("schedule", f"expected a list of [[schedule]] tables, got {type(entries).__name__}")
+    epochs, _ = training_length(train_cfg)
+    parsed = [parse_entry(i, entry, epochs) for i, entry in enumerate(entries)]
+    one_cycles = [e for e in parsed if e.cls.__name__.startswith("OneCycle")]
+    if len(one_cycles) > 1:
+        raise RecipeError(
+            f"{one_cycles[1].key}.type",
+            f"a second OneCycle scheduler (the first is "
+            f"{one_cycles[0].key}); each one overwrites every group's lr range",
+        )
+    return parsed
+
+
+def training_length(train_cfg: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(epochs, max_steps): exactly one is set."""
+    epochs, max_steps = train_cfg.get("epochs"), train_cfg.get("max_steps")
+    if (epochs is None) == (max_steps is None):
+        raise RecipeError("train", "set train.epochs or train.max_steps (exactly one)")
+    return epochs, max_steps
+
+
+def parse_entry(index: int, entry: Any, epochs: int | None) -> Entry:
+    """Check one entry; `epochs` is the training length in epochs, or None for max_steps training."""
+    key = f"schedule[{index}]"
+    if not isinstance(entry, dict):
+        raise RecipeError(key, f"expected a table with `type` and its arguments, got {type(entry).__name__}")
+    if "type" not in entry:
+        raise RecipeError(f"{key}.type", 'required key is missing (e.g. type = "CosineAnnealingLR")')
+    name = entry["type"]
+    if not isinstance(name, str):
+        raise RecipeError(f"{key}.type", f"expected a scheduler name, got {name!r}")
+    cls = SCHEDULERS.get(name, key=f"{key}.type")
+    if not (isinstance(cls, type) and issubclass(cls, ParamScheduler)):
+        raise RecipeError(f"{key}.type", f"{name!r} is not a trainer.schedule.ParamScheduler subclass")
+    specs = cls.all_args()
+    for arg in entry:
+        if arg == "type" or arg in specs:
+            continue
+        if arg in _NOT_OURS:
+            raise RecipeError(f"{key}.{arg}", _NOT_OURS[arg])
+        hint = did_you_mean(arg, specs)
+        listing = "" if hint else f" (allowed: {', '.join(specs)})"
+        raise RecipeError(f"{key}.{arg}", f"unknown argument for {name}{hint}{listing}")
+    by_epoch = _value(key, "by_epoch", entry, specs["by_epoch"], converted=False)
+    convert = _value(key, "convert_to_iter_based", entry, specs["convert_to_iter_based"], converted=False)
+    if convert and not by_epoch:
+        raise RecipeError(
+            f"{key}.convert_to_iter_based",
+            "only by_epoch = true entries are converted "
+            "(their epochs become steps); with by_epoch = false they already count steps",
+        )
+    converted = by_epoch and convert
+    args = {arg: _value(key, arg, entry, spec, converted) for arg, spec in specs.items()}
+    args["type"] = name
+    scheduler = cls(**{k: v for k, v in args.items() if k != "type"})
+    scheduler.check(key)
+    parsed = Entry(index, cls, args)
+    _check_window(parsed, epochs)
+    return parsed
+
+
+def _value(key: str, arg: str, entry: dict[str, Any], spec: Arg, converted: bool) -> Any:
+    if arg not in entry:
+        if spec.default is REQUIRED:
+            raise RecipeError(f"{key}.{arg}", f"{entry['type']} needs `{arg}`")
+        return list(spec.default) if isinstance(spec.default, list) else spec.default
+    value = entry[arg]
+    kind = spec.kind
+    if spec.per_epoch and converted:  # epochs may be fractional once they convert to steps
+        kind = {"int": "number", "ints": "numbers"}.get(kind, kind)
+    if not _is_kind(value, kind):
+        extra = (
+            " (fractional epochs need convert_to_iter_based = true)"
+            if spec.per_epoch
+            and kind in ("int", "ints")
+            and _is_kind(value, "numbers" if kind == "ints" else "number")
+            else ""
+        )
+        raise RecipeError(f"{key}.{arg}", f"expected {_KIND_TEXT[kind]}, got {value!r}{extra}")
+    if spec.choices and value not in spec.choices:
+        raise RecipeError(f"{key}.{arg}", f"got {value!r}; allowed: {', '.join(map(repr, spec.choices))}")
+    return list(value) if isinstance(value, list) else value
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind in ("ints", "numbers"):
+        return isinstance(value, list) and all(
+            _is_kind(v, kind[:-1] if kind == "ints" else "number") for v in value
+        )
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _check_window(entry: Entry, epochs: int | None) -> None:
+    """begin < end; epoch-counted windows and milestones inside training; by_epoch needs epochs."""
+    args, key = entry.args, entry.key
+    begin, end = args["begin"], args["end"]
+    unit = "epochs" if entry.by_epoch else "steps"
+    if begin < 0:
+        raise RecipeError(f"{key}.begin", f"must be >= 0, got {begin!r}")
+    if end is not None and not end > begin:
+        raise RecipeError(f"{key}.end", f"must be after begin ({begin} {unit}), got {end!r}")
+    if entry.epoch_stepped and epochs is None and not entry.cls.needs_metric:
+        raise RecipeError(
+            f"{key}.by_epoch",
+            "training is max_steps-based, so an epoch-stepped scheduler "
+            "would never step (MMEngine keeps it at its first value); by_epoch defaults to true: "
+            "set by_epoch = false and count begin/end in steps, or convert_to_iter_based = true",
+        )
+    if not entry.by_epoch or epochs is None:
+        return
+    if end is not None and end > epochs:
+        raise RecipeError(
+            f"{key}.end",
+            f"{end} is beyond the last epoch (train.epochs = {epochs}); leave `end` out to end with training",
+        )
+    last = min(end, epochs) if end is not None else epochs
+    if not begin < last:
+        raise RecipeError(
+            f"{key}.begin",
+            f"{begin} is not before the end of the window ({last} epochs, "
+            f"train.epochs = {epochs}): the scheduler would never act",
+        )
+    for m in args.get("milestones") or ():
+        if begin + m >= last:
+            where = f" (epoch {begin + m}: milestones count from begin = {begin})" if begin else ""
+            raise RecipeError(
+                f"{key}.milestones",
+                f"milestone {m}{where} is not before the end ({last} epochs, train.epochs = {epochs}); "
+                "it would never apply",
+            )
