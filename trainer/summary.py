@@ -14,7 +14,7 @@ def dry_run(recipe: Recipe, amp: bool = False) -> str:
     model = build_model(cfg["model"], device="meta")
     total = sum(p.numel() for p in model.parameters())
     optimizer = _build_optimizer(model, cfg)
-    # steps_per_epoch needs the data, which a dry run does not read; building with 1 still checks the schedule.
+    # steps_per_epoch needs the data, which a dry run does not read; steps_per_epoch=1 still checks it.
     build_schedule(
         cfg["schedule"], param_groups=optimizer.param_groups, steps_per_epoch=1, train_cfg=cfg["train"]
     )
