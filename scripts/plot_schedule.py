@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         "--dataset-size",
         type=positive_int,
         metavar="N",
-        help="training samples: steps/epoch = ceil(ceil(N / (batch_size x processes)) / accumulate)",
+        help="training samples: steps/epoch = ceil(N // (batch_size x processes) / accumulate)"
+        " (data.drop_last = false: ceil instead of //)",
     )
     parser.add_argument(
         "--num-processes",
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe.cfg["data"]["batch_size"],
             recipe.cfg["train"]["accumulate"],
             args.num_processes,
+            drop_last=recipe.cfg["data"]["drop_last"],
         )
         schedule = recipe_schedule(recipe.cfg, spe)
     out = args.out or (None if args.json else f"{recipe.name}_schedule.png")

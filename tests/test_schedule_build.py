@@ -157,10 +157,12 @@ def test_reduction_is_carried_through_a_later_chained_scheduler():
 
 
 def test_steps_per_epoch_counts_short_last_batches_and_windows():
-    assert steps_per_epoch(50_000, 64, 1) == 782
-    assert steps_per_epoch(50_000, 64, 4) == 196
+    assert steps_per_epoch(50_000, 64, 1, drop_last=False) == 782
+    assert steps_per_epoch(50_000, 64, 4, drop_last=False) == 196
+    assert steps_per_epoch(50_000, 64, 4, num_processes=8, drop_last=False) == 25
+    assert steps_per_epoch(10, 64, 4, drop_last=False) == 1
+    assert steps_per_epoch(50_000, 64, 1) == 781  # the default drops the last short batch, as the loader does
     assert steps_per_epoch(50_000, 64, 4, num_processes=8) == 25
-    assert steps_per_epoch(10, 64, 4) == 1
     with pytest.raises(ValueError):
         steps_per_epoch(0, 64, 1)
 

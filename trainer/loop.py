@@ -41,7 +41,8 @@ def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
         cpu=not torch.cuda.is_available(),
         log_with=train["log_with"] or None,
         project_config=ProjectConfiguration(project_dir=recipe.cfg["output_dir"]),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # data order is a function of (seed, epoch) alone: exact resume, same order on every launch
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.cfg["seed"]),
         step_scheduler_with_optimizer=False,
     )
 
@@ -66,7 +67,8 @@ def train(
     # Build everything (and fail on bad data) before anything is written.
     model = build_model(cfg["model"])
     if dataloaders is None:
-        dataloaders = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
+        with accelerator.main_process_first():  # rank 0 fills the datasets cache, the others read it
+            dataloaders = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
     train_dl, eval_dl = dataloaders
     optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
     if cfg["model"].get("compile"):

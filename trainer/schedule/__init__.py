@@ -2,7 +2,7 @@
 
 from trainer.schedule.build import Schedule, build_schedule
 from trainer.schedule.schedulers import SCHEDULERS, Arg, ParamScheduler, StepMaps, register_scheduler
-from trainer.schedule.units import steps_per_epoch, total_steps
+from trainer.schedule.units import batches_per_epoch, steps_per_epoch, total_steps
 from trainer.schedule.validate import validate_schedule
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ParamScheduler",
     "Schedule",
     "StepMaps",
+    "batches_per_epoch",
     "build_schedule",
     "register_scheduler",
     "steps_per_epoch",

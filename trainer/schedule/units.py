@@ -17,11 +17,20 @@ from trainer.schedule.schedulers import ParamScheduler
 from trainer.schedule.validate import Entry
 
 
-def steps_per_epoch(dataset_size: int, batch_size: int, accumulate: int, num_processes: int = 1) -> int:
-    """Optimizer steps per epoch: ceil(ceil(N / (batch_size * processes)) / accumulate).
+def batches_per_epoch(
+    num_samples: int, batch_size: int, *, num_processes: int = 1, drop_last: bool = True
+) -> int:
+    """Micro-batches each process sees per epoch once Accelerate shards the loader (even_batches=True)."""
+    batches = num_samples // batch_size if drop_last else -(-num_samples // batch_size)
+    if drop_last:
+        return batches // num_processes
+    return -(-batches // num_processes)
 
-    The train loader keeps the last, short batch; the last accumulation window of an epoch may be short.
-    """
+
+def steps_per_epoch(
+    dataset_size: int, batch_size: int, accumulate: int, num_processes: int = 1, drop_last: bool = True
+) -> int:
+    """Optimizer steps per epoch: ceil(batches_per_epoch / accumulate); the last window may be short."""
     for name, value in (
         ("dataset_size", dataset_size),
         ("batch_size", batch_size),
@@ -30,7 +39,9 @@ def steps_per_epoch(dataset_size: int, batch_size: int, accumulate: int, num_pro
     ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    batches = -(-dataset_size // (batch_size * num_processes))
+    batches = batches_per_epoch(dataset_size, batch_size, num_processes=num_processes, drop_last=drop_last)
+    if batches < 1:
+        raise ValueError(f"{dataset_size} samples give no full batch of {batch_size} per process")
     return -(-batches // accumulate)
 
 

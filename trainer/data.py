@@ -1,0 +1,471 @@
+"""The `[data]` section: load a Hugging Face image dataset, check it against the model, build DataLoaders."""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from trainer.errors import RecipeError, did_you_mean
+from trainer.schedule.units import batches_per_epoch  # noqa: F401 - re-exported for the data API
+from trainer.transforms import build_transforms, model_in_chans, validate_augment
+
+FORMATS = ("auto", "hub", "disk", "imagefolder", "parquet")
+
+DATA_DEFAULTS: dict[str, Any] = {
+    "format": "auto",
+    "name": None,
+    "image_column": "image",
+    "label_column": "label",
+    "train_split": "train",
+    "eval_split": "validation",
+    "eval_fraction": None,
+    "image_size": None,
+    "eval_batch_size": None,
+    "num_workers": None,
+    "pin_memory": None,
+    "persistent_workers": None,
+    "prefetch_factor": None,
+    "drop_last": True,
+    "augment": None,
+}
+"""Every optional `[data]` key with its default; None means "derived" (see `loader_options`)."""
+
+DATA_KEYS = frozenset({"path", "batch_size", *DATA_DEFAULTS})
+"""Every key `[data]` accepts."""
+
+NO_EVAL = "none"
+
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_SPLIT_KEYWORDS = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "dev", "val"),
+    "test": ("test", "testing", "eval", "evaluation"),
+}
+_SEP = r"[-._ 0-9/]"
+
+
+def validate_data_cfg(data_cfg: Mapping[str, Any]) -> None:
+    """Static checks of the `[data]` section (types, ranges, combinations); reads no files."""
+    for key in data_cfg:
+        if key not in DATA_KEYS:
+            raise RecipeError(
+                f"data.{key}",
+                f"unknown key{did_you_mean(key, DATA_KEYS)} (allowed: {', '.join(sorted(DATA_KEYS))})",
+            )
+    cfg = _with_defaults(data_cfg)
+    if cfg.get("path") is None:
+        raise RecipeError(
+            "data.path", "is required: a hub name, a save_to_disk directory, an image folder or parquet"
+        )
+    _require_str(cfg, "path")
+    if cfg["format"] not in FORMATS:
+        raise RecipeError(
+            "data.format",
+            f"{cfg['format']!r} is not a format{did_you_mean(str(cfg['format']), FORMATS)}"
+            f" (allowed: {', '.join(FORMATS)})",
+        )
+    for key in ("image_column", "label_column", "train_split", "eval_split"):
+        _require_str(cfg, key)
+    if cfg["name"] is not None:
+        _require_str(cfg, "name")
+        if cfg["format"] not in ("auto", "hub"):
+            raise RecipeError("data.name", f"is a hub config name; format {cfg['format']!r} has no configs")
+    fraction = cfg["eval_fraction"]
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            raise RecipeError(
+                "data.eval_fraction", f"must be a number between 0 and 1 (exclusive), got {fraction!r}"
+            )
+        if cfg["eval_split"].lower() == NO_EVAL:
+            raise RecipeError("data.eval_fraction", "is set but data.eval_split = 'none' disables evaluation")
+    _require_int(cfg, "batch_size", minimum=1)
+    for key, minimum in (
+        ("eval_batch_size", 1),
+        ("image_size", 1),
+        ("num_workers", 0),
+        ("prefetch_factor", 1),
+    ):
+        if cfg[key] is not None:
+            _require_int(cfg, key, minimum=minimum)
+    for key in ("pin_memory", "persistent_workers", "drop_last"):
+        if cfg[key] is not None and not isinstance(cfg[key], bool):
+            raise RecipeError(f"data.{key}", f"must be true or false, got {cfg[key]!r}")
+    if cfg["augment"] is not None:
+        validate_augment(cfg["augment"])
+    loader_options(cfg)
+
+
+def loader_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """DataLoader worker options with defaults filled in.
+
+    Defaults: `num_workers` = min(4, CPUs per local process - 1) (see default_num_workers);
+    `pin_memory` when CUDA is present (HF Trainer's default; without CUDA pinning only warns);
+    `persistent_workers` whenever there are workers (timm's default: workers are not re-forked every epoch);
+    `prefetch_factor` torch's default (2).
+    """
+    cfg = _with_defaults(data_cfg)
+    num_workers = cfg["num_workers"]
+    if num_workers is None:
+        num_workers = default_num_workers()
+    options: dict[str, Any] = {
+        "num_workers": num_workers,
+        "pin_memory": torch.cuda.is_available() if cfg["pin_memory"] is None else cfg["pin_memory"],
+        "persistent_workers": num_workers > 0
+        if cfg["persistent_workers"] is None
+        else cfg["persistent_workers"],
+    }
+    if options["persistent_workers"] and num_workers == 0:
+        raise RecipeError(
+            "data.persistent_workers", "needs data.num_workers >= 1 (there are no workers to keep)"
+        )
+    if cfg["prefetch_factor"] is not None:
+        if num_workers == 0:
+            raise RecipeError("data.prefetch_factor", "needs data.num_workers >= 1 (only workers prefetch)")
+        options["prefetch_factor"] = cfg["prefetch_factor"]
+    return options
+
+
+def default_num_workers() -> int:
+    """min(4, CPUs per local process - 1): one core per process stays with the training step.
+
+    Decoding and augmenting in a worker overlaps the step; timm's train.py uses 4 workers. A 2-core machine
+    gets 1 worker with one process and none with two (torchrun/accelerate set LOCAL_WORLD_SIZE).
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(4, cpus // max(1, local_processes) - 1))
+
+
+def detect_format(path: str) -> str:
+    """The dataset format a `data.path` points at: "disk", "parquet", "imagefolder" or "hub"."""
+    if glob.has_magic(path):
+        return "parquet"
+    local = Path(path).expanduser()
+    if local.is_file():
+        if local.suffix == ".parquet":
+            return "parquet"
+        raise RecipeError("data.path", f"{path!r} is a file but not a .parquet file")
+    if local.is_dir():
+        if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
+            return "disk"
+        if any(next(local.glob(f"{'*/' * depth}*.parquet"), None) for depth in range(3)):
+            return "parquet"
+        return "imagefolder"
+    if _HUB_NAME.match(path):
+        return "hub"
+    raise RecipeError("data.path", f"no such file or directory: {path!r} (relative to {os.getcwd()})")
+
+
+def load_dataset_dict(data_cfg: Mapping[str, Any]) -> Any:
+    """Every split of the dataset at `data.path` as a DatasetDict (a single saved Dataset becomes "train")."""
+    import datasets
+
+    cfg = _with_defaults(data_cfg)
+    path, fmt = cfg["path"], cfg["format"]
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if cfg["name"] is not None and fmt != "hub":
+        raise RecipeError("data.name", f"is a hub config name, but {path!r} is a local {fmt} dataset")
+    if fmt != "hub" and not glob.has_magic(path) and not Path(path).expanduser().exists():
+        raise RecipeError("data.path", f"no such file or directory: {path!r} (relative to {os.getcwd()})")
+    local = str(Path(path).expanduser())
+    try:
+        if fmt == "disk":
+            loaded = datasets.load_from_disk(local)
+        elif fmt == "imagefolder":
+            loaded = datasets.load_dataset("imagefolder", data_dir=local)
+        elif fmt == "parquet":
+            loaded = datasets.load_dataset("parquet", **_parquet_files(local))
+        else:
+            loaded = datasets.load_dataset(path, name=cfg["name"])
+    except RecipeError:
+        raise
+    except Exception as err:  # datasets raises many types for a bad path; each is the user's data.path
+        where = "on the Hugging Face hub" if fmt == "hub" else f"as {fmt}"
+        message = f"cannot load {path!r} {where}: {type(err).__name__}: {err}"
+        if fmt == "hub" and not Path(path).exists():
+            message += f" (not a local path either, relative to {os.getcwd()})"
+        key = "data.name" if "config name" in str(err).lower() else "data.path"
+        raise RecipeError(key, message) from None
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": loaded})
+    return loaded
+
+
+def load_splits(data_cfg: Mapping[str, Any], *, seed: int, num_classes: int | None = None) -> tuple[Any, Any]:
+    """The checked train and eval Datasets (eval None when disabled), reduced to the image and label columns.
+
+    One RecipeError for a missing split or column, non-integer or out-of-range labels, or an empty split.
+    """
+    cfg = _with_defaults(data_cfg)
+    splits = load_dataset_dict(cfg)
+    train = _checked(_pick_split(splits, cfg["train_split"], "data.train_split"), cfg, "train", num_classes)
+    eval_name = cfg["eval_split"]
+    if eval_name.lower() == NO_EVAL:
+        return train, None
+    if eval_name in splits:
+        return train, _checked(splits[eval_name], cfg, "eval", num_classes)
+    if cfg["eval_fraction"] is not None:
+        return _hold_out(train, cfg["eval_fraction"], cfg["label_column"], seed)
+    _pick_split(
+        splits,
+        eval_name,
+        "data.eval_split",
+        hint="; or set data.eval_fraction to hold out part of train, or data.eval_split = 'none'",
+    )
+    raise AssertionError("unreachable")
+
+
+def build_dataloaders(
+    data_cfg: Mapping[str, Any], model: torch.nn.Module, *, seed: int
+) -> tuple[DataLoader, DataLoader | None]:
+    """Unprepared train (shuffled with a seeded generator) and eval DataLoaders yielding (pixels, labels).
+
+    The train sampler is a plain RandomSampler, which `accelerator.prepare` swaps for Accelerate's
+    SeedableRandomSampler under `DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)`;
+    then each epoch's order is a function of (data_seed, epoch): call `loader.set_epoch(epoch)` every epoch.
+    """
+    validate_data_cfg(data_cfg)
+    cfg = _with_defaults(data_cfg)
+    options = loader_options(cfg)
+    train_ds, eval_ds = load_splits(cfg, seed=seed, num_classes=getattr(model, "num_classes", None))
+    if cfg["drop_last"] and len(train_ds) < cfg["batch_size"]:
+        raise RecipeError(
+            "data.batch_size",
+            f"{cfg['batch_size']} is more than the {len(train_ds)} training samples: with drop_last an"
+            " epoch has no batch; lower it",
+        )
+    train_tf, eval_tf = build_transforms(
+        model,
+        image_column=cfg["image_column"],
+        label_column=cfg["label_column"],
+        image_size=cfg["image_size"],
+        augment=cfg["augment"],
+    )
+    _probe(train_ds, cfg["train_split"], {"eval": eval_tf, "train": train_tf}, model_in_chans(model))
+    train_ds = train_ds.with_transform(train_tf)
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg["batch_size"],
+        shuffle=True,
+        generator=generator,
+        drop_last=cfg["drop_last"],
+        collate_fn=collate_image_batch,
+        **options,
+    )
+    if eval_ds is None:
+        return train_loader, None
+    _probe(eval_ds, cfg["eval_split"], {"eval": eval_tf}, model_in_chans(model))
+    eval_ds = eval_ds.with_transform(eval_tf)
+    eval_loader = DataLoader(
+        eval_ds,
+        batch_size=cfg["eval_batch_size"] or cfg["batch_size"],
+        shuffle=False,
+        drop_last=False,
+        collate_fn=collate_image_batch,
+        **options,
+    )
+    return train_loader, eval_loader
+
+
+def collate_image_batch(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack transformed examples into (pixel_values float [B, C, H, W], labels int64 [B])."""
+    pixels = torch.stack([ex["pixel_values"] for ex in examples])
+    labels = torch.tensor([ex["labels"] for ex in examples], dtype=torch.int64)
+    return pixels, labels
+
+
+def _with_defaults(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = dict(DATA_DEFAULTS)
+    cfg.update({k: v for k, v in data_cfg.items() if v is not None})
+    return cfg
+
+
+def _require_str(cfg: Mapping[str, Any], key: str) -> None:
+    value = cfg[key]
+    if not isinstance(value, str) or not value:
+        raise RecipeError(f"data.{key}", f"must be a non-empty string, got {value!r}")
+
+
+def _require_int(cfg: Mapping[str, Any], key: str, *, minimum: int) -> None:
+    value = cfg.get(key)
+    if value is None:
+        raise RecipeError(f"data.{key}", f"is required: an integer >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise RecipeError(f"data.{key}", f"must be an integer >= {minimum}, got {value!r}")
+
+
+def _parquet_files(path: str) -> dict[str, Any]:
+    """load_dataset("parquet") arguments: a directory keeps datasets' split inference; files are grouped
+    into splits by the same filename keywords (train/validation/test), else all are "train"."""
+    if Path(path).is_dir():
+        return {"data_dir": path}
+    files = sorted(glob.glob(path, recursive=True)) if glob.has_magic(path) else [path]
+    if not files:
+        raise RecipeError("data.path", f"no file matches {path!r} (relative to {os.getcwd()})")
+    by_split: dict[str, list[str]] = {}
+    for file in files:
+        by_split.setdefault(_split_of(os.path.basename(file)) or "train", []).append(file)
+    if len(by_split) == 1:
+        return {"data_files": {"train": files}}
+    return {"data_files": by_split}
+
+
+def _split_of(filename: str) -> str | None:
+    for split, keywords in _SPLIT_KEYWORDS.items():
+        for keyword in keywords:
+            if re.search(rf"(^|{_SEP}){keyword}{_SEP}", filename):
+                return split
+    return None
+
+
+def _pick_split(splits: Any, name: str, key: str, hint: str = "") -> Any:
+    if name in splits:
+        return splits[name]
+    available = list(splits)
+    raise RecipeError(
+        key, f"no split {name!r}{did_you_mean(name, available)} (available: {', '.join(available)}){hint}"
+    )
+
+
+def _hold_out(train: Any, fraction: float, label_column: str, seed: int) -> tuple[Any, Any]:
+    """Seeded split holding out round(`fraction` x class size) of every class of train for eval."""
+    labels = train.with_format("arrow")[label_column].to_numpy()
+    order = np.random.default_rng(seed).permutation(len(labels))
+    order = order[np.argsort(labels[order], kind="stable")]  # grouped by label, shuffled within a label
+    classes, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    rank = np.arange(len(order)) - np.repeat(starts, counts)
+    quota = np.repeat(np.rint(counts * fraction).astype(np.int64), counts)
+    held_out = rank < quota
+    if held_out.all() or not held_out.any():
+        raise RecipeError(
+            "data.eval_fraction",
+            f"holding out {fraction} of each of the {len(classes)} classes of {len(labels)} training examples"
+            f" leaves {'no training' if held_out.all() else 'no evaluation'} examples",
+        )
+    return (
+        train.select(np.sort(order[~held_out]), keep_in_memory=True),
+        train.select(np.sort(order[held_out]), keep_in_memory=True),
+    )
+
+
+def _checked(ds: Any, cfg: Mapping[str, Any], role: str, num_classes: int | None) -> Any:
+    """Check the train or eval split's columns, labels and size; return it reduced to those two columns."""
+    import datasets
+
+    split, image_column, label_column = cfg[f"{role}_split"], cfg["image_column"], cfg["label_column"]
+    columns = list(ds.column_names)
+    for key, column in (("data.image_column", image_column), ("data.label_column", label_column)):
+        if column not in columns:
+            raise RecipeError(
+                key,
+                f"split {split!r} has no column {column!r}{did_you_mean(column, columns)}"
+                f" (columns: {', '.join(columns)})",
+            )
+    if len(ds) == 0:
+        raise RecipeError(f"data.{role}_split", f"split {split!r} of {cfg['path']!r} is empty")
+    ds = ds.select_columns([image_column, label_column])
+    image_feature = ds.features[image_column]
+    if not _is_decoded_image(image_feature):
+        if not _holds_encoded_images(image_feature):
+            raise RecipeError(
+                "data.image_column", f"column {image_column!r} holds {image_feature}, not images"
+            )
+        ds = ds.cast_column(image_column, datasets.Image())
+    label_feature = ds.features[label_column]
+    if not isinstance(label_feature, datasets.ClassLabel) and not (
+        isinstance(label_feature, datasets.Value) and re.fullmatch(r"u?int\d+", label_feature.dtype)
+    ):
+        raise RecipeError(
+            "data.label_column",
+            f"column {label_column!r} holds {label_feature}; labels must be integer class ids",
+        )
+    labels = ds.with_format("arrow")[label_column]
+    if labels.null_count:
+        raise RecipeError(
+            "data.label_column", f"split {split!r} has {labels.null_count} examples without a label"
+        )
+    if num_classes:
+        _check_label_range(labels, split, num_classes)
+    return ds
+
+
+def _is_decoded_image(feature: Any) -> bool:
+    import datasets
+
+    return isinstance(feature, datasets.Image) and feature.decode
+
+
+def _holds_encoded_images(feature: Any) -> bool:
+    """Image(decode=False), file paths, raw bytes or {bytes, path} structs: castable to Image()."""
+    import datasets
+
+    if isinstance(feature, datasets.Image):
+        return True
+    if isinstance(feature, datasets.Value):
+        return feature.dtype in ("string", "large_string", "binary", "large_binary")
+    return isinstance(feature, dict) and set(feature) == {"bytes", "path"}
+
+
+def _check_label_range(labels: Any, split: str, num_classes: int) -> None:
+    import pyarrow.compute as pc
+
+    low, high = (v.as_py() for v in pc.min_max(labels).values())
+    if low < 0:
+        raise RecipeError(
+            "data.label_column",
+            f"split {split!r} has negative labels (min {low}); labels must be 0..{num_classes - 1}",
+        )
+    if high >= num_classes:
+        raise RecipeError(
+            "data.label_column",
+            f"split {split!r} has labels up to {high}, but the model has num_classes = {num_classes}"
+            f" (labels must be 0..{num_classes - 1}); set model.num_classes = {high + 1} or more",
+        )
+
+
+def _probe(ds: Any, split: str, pipelines: dict[str, Any], in_chans: int) -> None:
+    """Run the first image of `split` through each pipeline, so bad images or augment values fail now.
+
+    Tries the eval pipeline first: if it works and the train one fails, the augment options are to blame.
+    Random augmentations draw from the global RNGs; their state is restored so probing changes nothing.
+    """
+    try:
+        example = ds[:1]
+    except Exception as err:  # any decode failure is a data error for the user
+        raise RecipeError(
+            "data.image_column",
+            f"cannot decode the first image of split {split!r}: {type(err).__name__}: {err}",
+        ) from None
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        for name, pipeline in pipelines.items():
+            key = "data.augment" if name == "train" else "data.image_column"
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    pixels = pipeline(example)["pixel_values"][0]
+            except Exception as err:  # any transform failure is a data error for the user
+                raise RecipeError(
+                    key,
+                    f"the {name} pipeline fails on the first image of split {split!r}:"
+                    f" {type(err).__name__}: {err}",
+                ) from None
+            if pixels.ndim != 3 or pixels.shape[0] != in_chans or not pixels.is_floating_point():
+                raise RecipeError(
+                    key,
+                    f"the {name} pipeline gives {tuple(pixels.shape)} {pixels.dtype} for split {split!r};"
+                    f" the model needs a float tensor of shape ({in_chans}, H, W)",
+                )
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)

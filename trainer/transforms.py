@@ -1,0 +1,178 @@
+"""timm's train and eval image pipelines for a model, applied lazily to Hugging Face dataset batches."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from timm.data import create_transform, resolve_data_config
+
+from trainer.errors import RecipeError, did_you_mean
+
+RESERVED_AUGMENT_ARGS: dict[str, str] = {
+    "input_size": "set data.image_size instead",
+    "is_training": "the trainer builds the train pipeline with is_training=true and eval with false",
+    "use_prefetcher": "batches must be normalized float tensors",
+    "tf_preprocessing": "batches must be normalized float tensors",
+    "separate": "the pipeline must be one transform",
+    "naflex": "batches must be fixed-size image tensors",
+    "patch_size": "batches must be fixed-size image tensors",
+    "max_seq_len": "batches must be fixed-size image tensors",
+    "patchify": "batches must be fixed-size image tensors",
+    "patchify_channels_last": "batches must be fixed-size image tensors",
+    "patchify_flatten": "batches must be fixed-size image tensors",
+}
+"""create_transform arguments the trainer owns, with the reason shown to the user."""
+
+MODEL_INPUT_ARGS = ("mean", "std", "crop_pct", "crop_mode", "interpolation")
+"""Augment keys that describe the model's input, so they also apply to the eval pipeline."""
+
+
+def augment_arg_names() -> list[str]:
+    """The keyword arguments of timm's create_transform that `[data.augment]` may set."""
+    params = inspect.signature(create_transform).parameters
+    return sorted(name for name in params if name not in RESERVED_AUGMENT_ARGS)
+
+
+def validate_augment(augment: Any) -> None:
+    """Check `[data.augment]` names against create_transform's signature (values are checked at build)."""
+    if not isinstance(augment, Mapping):
+        raise RecipeError("data.augment", f"must be a table of create_transform arguments, got {augment!r}")
+    allowed = augment_arg_names()
+    for name in augment:
+        if name in RESERVED_AUGMENT_ARGS:
+            raise RecipeError(f"data.augment.{name}", f"cannot be set here: {RESERVED_AUGMENT_ARGS[name]}")
+        if name not in allowed:
+            raise RecipeError(
+                f"data.augment.{name}",
+                f"timm's create_transform has no argument {name!r}{did_you_mean(name, allowed)}"
+                f" (allowed: {', '.join(allowed)})",
+            )
+
+
+def resolve_input_config(
+    model: torch.nn.Module, image_size: int | None = None, augment: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """timm's data config for `model` (input size, interpolation, mean, std, crop), with recipe overrides."""
+    overrides = {k: v for k, v in (augment or {}).items() if k in MODEL_INPUT_ARGS and k != "interpolation"}
+    if augment and augment.get("interpolation") not in (None, "random"):
+        overrides["interpolation"] = augment["interpolation"]
+    built_size = _built_image_size(model)
+    if image_size is not None:
+        if built_size is not None and built_size != image_size and _strict_image_size(model):
+            raise RecipeError(
+                "data.image_size",
+                f"is {image_size}, but the model was built for {built_size}x{built_size} images;"
+                f" set model.img_size = {image_size} too (or drop data.image_size)",
+            )
+        overrides["img_size"] = image_size
+    elif built_size is not None:
+        overrides["img_size"] = built_size
+    in_chans = model_in_chans(model)
+    overrides["in_chans"] = in_chans
+    try:
+        return resolve_data_config(overrides, model=model)
+    except (AssertionError, TypeError, ValueError) as err:
+        detail = f": {err}" if str(err) else ""
+        for key in ("mean", "std"):
+            if key in overrides and len(overrides[key]) not in (1, in_chans):
+                raise RecipeError(
+                    f"data.augment.{key}", f"must have 1 or {in_chans} values (the model's input channels)"
+                ) from None
+        raise RecipeError("data.augment", f"timm's resolve_data_config rejected it{detail}") from None
+
+
+def model_in_chans(model: torch.nn.Module) -> int:
+    """Input channels of a timm model: its `first_conv` module's in_channels (pretrained_cfg keeps 3)."""
+    first_conv = getattr(model, "pretrained_cfg", {}).get("first_conv")
+    if isinstance(first_conv, str):
+        try:
+            return int(model.get_submodule(first_conv).in_channels)
+        except (AttributeError, TypeError):
+            pass
+    return int(getattr(model, "in_chans", 3))
+
+
+def _built_image_size(model: torch.nn.Module) -> int | None:
+    """The square image size a patch-embedding model (ViT, Swin, ...) was built for, else None.
+
+    `create_model(..., img_size=N)` does not update pretrained_cfg, so that size wins over it.
+    """
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if isinstance(size, int):
+        return size
+    if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] == size[1]:
+        return int(size[0])
+    return None
+
+
+def _strict_image_size(model: torch.nn.Module) -> bool:
+    patch_embed = getattr(model, "patch_embed", None)
+    return bool(getattr(patch_embed, "strict_img_size", False)) and not getattr(
+        patch_embed, "dynamic_img_pad", False
+    )
+
+
+class ImageClassificationTransform:
+    """Batch transform for `Dataset.with_transform`: images -> `pixel_values`, labels -> `labels`.
+
+    Images are converted to the model's channel mode first, so grayscale data feeds a 3-channel model.
+    A class (not a closure) so DataLoader workers can pickle it under any start method.
+    """
+
+    def __init__(
+        self,
+        transform: Callable[[Any], torch.Tensor],
+        image_column: str,
+        label_column: str,
+        in_chans: int = 3,
+    ) -> None:
+        self.transform = transform
+        self.image_column = image_column
+        self.label_column = label_column
+        self.mode = "L" if in_chans == 1 else "RGB"
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        images = [
+            img if img.mode == self.mode else img.convert(self.mode) for img in batch[self.image_column]
+        ]
+        return {
+            "pixel_values": [self.transform(img) for img in images],
+            "labels": batch[self.label_column],
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mode={self.mode!r}, transform={self.transform})"
+
+
+def build_transforms(
+    model: torch.nn.Module,
+    *,
+    image_column: str = "image",
+    label_column: str = "label",
+    image_size: int | None = None,
+    augment: Mapping[str, Any] | None = None,
+) -> tuple[ImageClassificationTransform, ImageClassificationTransform]:
+    """Train (augmented, per `augment`) and eval pipelines from timm's data config for `model`."""
+    augment = dict(augment or {})
+    validate_augment(augment)
+    config = resolve_input_config(model, image_size, augment)
+    train_args = {**augment, **{k: config[k] for k in ("input_size", "mean", "std", "crop_pct", "crop_mode")}}
+    train_args.setdefault("interpolation", config["interpolation"])
+    eval_args = {
+        k: config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    }
+    try:
+        train_tf = create_transform(**train_args, is_training=True)
+        eval_tf = create_transform(**eval_args, is_training=False)
+    except (AssertionError, TypeError, ValueError, KeyError) as err:
+        raise RecipeError(
+            "data.augment", f"timm's create_transform rejected {augment}: {type(err).__name__}: {err}"
+        ) from None
+    in_chans = config["input_size"][0]
+    return (
+        ImageClassificationTransform(train_tf, image_column, label_column, in_chans),
+        ImageClassificationTransform(eval_tf, image_column, label_column, in_chans),
+    )
