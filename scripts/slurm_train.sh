@@ -9,7 +9,7 @@
 #SBATCH --gpus-per-node=8
 #SBATCH --cpus-per-task=32
 #SBATCH --time=48:00:00
-#SBATCH --signal=B:USR1@120
+#SBATCH --signal=USR1@120
 #SBATCH --requeue
 #SBATCH --output=logs/%x-%j.out
 set -euo pipefail
@@ -35,7 +35,10 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 
 # Single quotes: $SLURM_NODEID expands inside each task, so every node gets its own machine rank.
 # shellcheck disable=SC2016
+# SLURM signals every process of the step; the launcher ignores SIGUSR1 (the trap survives exec) so
+# that it keeps running while each training process finishes its step, checkpoints and exits 75.
 srun --kill-on-bad-exit=1 --wait=60 bash -c '
+    trap "" USR1
     exec accelerate launch \
         --multi_gpu \
         --num_machines "$NNODES" \

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from trainer.errors import RecipeError
 
 STATE_FILE = "trainer_state.json"
@@ -31,20 +33,31 @@ def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written; the previous checkpoints are untouched."""
+
+
 def save_checkpoint(
     accelerator, output_dir: str | Path, state: TrainerState, recipe_toml: str, max_keep: int
 ) -> Path:
-    """Write `checkpoints/step_N` via a temporary folder renamed into place once complete."""
+    """Write `checkpoints/step_N` via a temporary folder renamed into place once complete.
+
+    Every process runs the same collectives whatever fails, so a full disk on one rank cannot hang the others;
+    a failure on any rank raises CheckpointError on all of them and leaves earlier checkpoints as they were.
+    """
     root = checkpoint_root(output_dir)
     final = root / f"step_{state.step:08d}"
     tmp = root / f".tmp_step_{state.step:08d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    main = accelerator.is_main_process
+
+    def prepare() -> None:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+
+    def finalize() -> None:
+        if not main:
+            return
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
         (tmp / "recipe.toml").write_text(recipe_toml)
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -55,8 +68,31 @@ def save_checkpoint(
         os.replace(tmp, final)
         _fsync_dir(root)
         _prune(root, max_keep)
-    accelerator.wait_for_everyone()
+
+    for phase in (prepare, lambda: accelerator.save_state(str(tmp), safe_serialization=True), finalize):
+        error = None
+        try:
+            phase()
+        except OSError as err:
+            error = err
+        if _any_failed(accelerator, error is not None):
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            kept = list_checkpoints(root)
+            reason = f": {error}" if error is not None else " on another process"
+            raise CheckpointError(
+                f"cannot write {final}{reason}; "
+                + (f"the last complete checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint")
+            )
     return final
+
+
+def _any_failed(accelerator, failed: bool) -> bool:
+    """True on every process when any process failed (doubles as the barrier between phases)."""
+    if accelerator.num_processes == 1:
+        return failed
+    flag = torch.tensor([int(failed)], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,7 +107,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _prune(root: Path, max_keep: int) -> None:
-    """Delete all but the newest `max_keep` complete checkpoints (-1 keeps all)."""
+    """Delete all but the newest `max_keep` complete checkpoints (-1 keeps all), and partial leftovers."""
+    for partial in root.glob(".tmp_step_*"):
+        shutil.rmtree(partial, ignore_errors=True)
     if max_keep < 1:
         return
     for old in list_checkpoints(root)[:-max_keep]:

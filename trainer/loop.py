@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,26 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from trainer.checkpoint import (
+    CheckpointError,
     TrainerState,
+    checkpoint_root,
+    list_checkpoints,
     load_trainer_state,
     resolve_resume,
     save_checkpoint,
 )
 from trainer.data import build_dataloaders
+from trainer.errors import EXIT_PREEMPTED, RecipeError
 from trainer.evaluate import evaluate
 from trainer.metrics import MetricsLog, format_line
 from trainer.model import build_model
+from trainer.nonfinite import NonFiniteError, NonFiniteGuard
 from trainer.optim import build_optimizer
 from trainer.recipe import Recipe
 from trainer.run_info import recipe_changes, write_run_info
 from trainer.runtime import resolve_precision
 from trainer.schedule import build_schedule
+from trainer.signals import StopRequest
 
 
 def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
@@ -89,7 +96,13 @@ def train(
 
     state = TrainerState()
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        try:  # safetensors for weights, torch.load(weights_only=True) for the rest: no pickle code runs
+            accelerator.load_state(str(resume_from))
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is one line, not a traceback
+            message = " ".join(str(err).split())[:300]
+            raise RecipeError(
+                "--resume", f"cannot load checkpoint {str(resume_from)!r}: {message}", file="command line"
+            ) from None
         state = load_trainer_state(resume_from)
         # The current recipe wins over the checkpoint's hyper-parameters (the schedule re-applies below).
         for group, hparams in zip(optimizer.param_groups, recipe_hparams, strict=True):
@@ -99,9 +112,14 @@ def train(
     schedule.apply(optimizer, state.step)
 
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        recipe.save(output_dir / "recipe.toml")
-        write_run_info(output_dir, cfg)
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            recipe.save(output_dir / "recipe.toml")
+            write_run_info(output_dir, cfg)
+        except OSError as err:
+            raise RecipeError(
+                "output_dir", f"cannot write the run directory {str(output_dir)!r}: {err}"
+            ) from None
     if tcfg["log_with"]:
         accelerator.init_trackers(output_dir.name, config=_flat(cfg))
     log = MetricsLog(accelerator, output_dir, use_trackers=bool(tcfg["log_with"]))
@@ -120,9 +138,17 @@ def train(
     eval_on = eval_dl is not None and cfg["eval"]["enabled"]
     samples_per_step = cfg["data"]["batch_size"] * accumulate * accelerator.num_processes
     fp16 = accelerator.mixed_precision == "fp16"
+    skip_nonfinite = tcfg["on_nonfinite"] == "skip"
+    guard = NonFiniteGuard(accelerator.device, state.step)
+    stop = StopRequest(accelerator, tcfg["signal_check_every"])
+    stop.install()
+    skipped_steps = 0
 
     progress = tqdm(
-        total=total_steps, initial=state.step, disable=not accelerator.is_main_process, dynamic_ncols=True
+        total=total_steps,
+        initial=state.step,
+        disable=not (accelerator.is_main_process and sys.stderr.isatty()),
+        dynamic_ncols=True,
     )
     loss_sum = torch.zeros((), device=accelerator.device)
     micro_batches = 0
@@ -130,8 +156,14 @@ def train(
     last_log_time, last_log_step = time.perf_counter(), state.step
 
     def save() -> None:
+        guard.check(accelerator)  # never checkpoint weights that saw a NaN
         state.schedule = schedule.state_dict()
-        save_checkpoint(accelerator, output_dir, state, recipe.to_toml(), cfg["checkpoint"]["max_keep"])
+        try:
+            save_checkpoint(accelerator, output_dir, state, recipe.to_toml(), cfg["checkpoint"]["max_keep"])
+        except CheckpointError as err:
+            _say(accelerator, f"checkpoint error: {err}")
+            if cfg["checkpoint"]["on_error"] == "stop":
+                raise
 
     def run_eval() -> None:
         metrics = evaluate(model, eval_dl, accelerator)
@@ -142,90 +174,146 @@ def train(
             schedule.report_metric(name, value, state.step)
 
     model.train()
-    while state.step < total_steps:
-        train_dl.set_epoch(state.epoch)
-        loader = train_dl
-        if state.batches_done:  # mid-epoch resume: skip what this epoch already consumed
-            loader = accelerator.skip_first_batches(train_dl, state.batches_done)
-        for images, labels in loader:
-            # The last window of an epoch may be short: Accelerate divides every loss by `accumulate`,
-            # so rescale to a mean over the window's real length.
-            window_start = (state.batches_done // accumulate) * accumulate
-            window = min(accumulate, batches_per_epoch - window_start)
-            with accelerator.accumulate(model):
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-                accelerator.backward(loss * (accumulate / window) if window != accumulate else loss)
-                if accelerator.sync_gradients and clip is not None:
-                    grad_norm = _clip(accelerator, model, clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-            micro_batches += 1
-            state.batches_done += 1
-            if not accelerator.sync_gradients:
-                continue
-            # fp16 overflow skips the update; the schedule then stays in step with real updates
-            updated = not (fp16 and accelerator.optimizer_step_was_skipped)
-            if updated:
-                state.step += 1
-                schedule.apply(optimizer, state.step)
-                progress.update(1)
-            end_of_epoch = state.batches_done >= batches_per_epoch
-            if updated and (state.step % tcfg["log_every"] == 0 or state.step == total_steps):
-                now = time.perf_counter()
-                record = {
-                    "step": state.step,
-                    "epoch": state.epoch + state.batches_done / batches_per_epoch,
-                    "loss": accelerator.reduce(loss_sum, "mean").item() / micro_batches,
-                    "lr": _base_lr(optimizer),
-                    "samples_per_sec": (state.step - last_log_step)
-                    * samples_per_step
-                    / (now - last_log_time),
-                }
-                if grad_norm is not None:
-                    record["grad_norm"] = float(grad_norm)
-                log.write(record)
-                progress.set_postfix(
-                    loss=f"{record['loss']:.4f}",
-                    lr=f"{record['lr']:.2e}",
-                    sps=f"{record['samples_per_sec']:.0f}",
-                )
-                if accelerator.is_main_process:
-                    progress.write(format_line(record, total_steps))
-                loss_sum.zero_()
-                micro_batches = 0
-                last_log_time, last_log_step = time.perf_counter(), state.step
-            if end_of_epoch:
-                state.epoch += 1
-                state.batches_done = 0
-            done = state.step >= total_steps
-            unit_count, unit_end = (state.epoch, end_of_epoch) if by_epoch else (state.step, updated)
-            if eval_on and unit_end and (unit_count % eval_every == 0 or done):
-                run_eval()
-                model.train()
-            if unit_end and (unit_count % ckpt_every == 0 or done):
-                save()
-            if done:
-                break
-        else:
-            if state.batches_done:  # the loader ended early (uneven shards): the epoch is over
-                state.epoch += 1
-                state.batches_done = 0
+    try:
+        while state.step < total_steps:
+            train_dl.set_epoch(state.epoch)
+            loader = train_dl
+            if state.batches_done:  # mid-epoch resume: skip what this epoch already consumed
+                loader = accelerator.skip_first_batches(train_dl, state.batches_done)
+            for images, labels in loader:
+                # The last window of an epoch may be short: Accelerate divides every loss by `accumulate`,
+                # so rescale to a mean over the window's real length.
+                window_start = (state.batches_done // accumulate) * accumulate
+                window = min(accumulate, batches_per_epoch - window_start)
+                finite = True
+                with accelerator.accumulate(model):
+                    logits = model(images)
+                    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+                    guard.observe(loss)
+                    accelerator.backward(loss * (accumulate / window) if window != accumulate else loss)
+                    if accelerator.sync_gradients:
+                        grad_norm = _clip(accelerator, model, clip, measure=skip_nonfinite)
+                        if grad_norm is not None and not fp16:  # fp16 overflows are the scaler's business
+                            guard.observe(grad_norm)
+                        if skip_nonfinite:
+                            finite = bool(torch.isfinite(grad_norm))  # the one host sync "skip" costs
+                    if finite:
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                micro_batches += 1
+                state.batches_done += 1
+                if not accelerator.sync_gradients:
+                    continue
+                # A skipped update (fp16 overflow, or a non-finite one in "skip" mode) is not a step:
+                # the schedule stays in step with real updates.
+                updated = finite and not (fp16 and accelerator.optimizer_step_was_skipped)
+                if updated:
+                    state.step += 1
+                    guard.end_step()
+                    schedule.apply(optimizer, state.step)
+                    progress.update(1)
+                else:
+                    skipped_steps += 1
+                    guard.window_bad.zero_()
+                end_of_epoch = state.batches_done >= batches_per_epoch
+                if updated and (state.step % tcfg["log_every"] == 0 or state.step == total_steps):
+                    guard.check(accelerator)
+                    now = time.perf_counter()
+                    record = {
+                        "step": state.step,
+                        "epoch": state.epoch + state.batches_done / batches_per_epoch,
+                        "loss": accelerator.reduce(loss_sum, "mean").item() / micro_batches,
+                        "lr": _base_lr(optimizer),
+                        "samples_per_sec": (state.step - last_log_step)
+                        * samples_per_step
+                        / (now - last_log_time),
+                    }
+                    if grad_norm is not None:
+                        record["grad_norm"] = float(grad_norm)
+                    if skipped_steps:
+                        record["skipped_steps"] = skipped_steps
+                    _log_step(accelerator, log, progress, record, total_steps)
+                    loss_sum.zero_()
+                    micro_batches = 0
+                    last_log_time, last_log_step = time.perf_counter(), state.step
+                if end_of_epoch:
+                    state.epoch += 1
+                    state.batches_done = 0
+                done = state.step >= total_steps
+                unit_count, unit_end = (state.epoch, end_of_epoch) if by_epoch else (state.step, updated)
+                if eval_on and unit_end and (unit_count % eval_every == 0 or done):
+                    run_eval()
+                    model.train()
+                if unit_end and (unit_count % ckpt_every == 0 or done):
+                    save()
+                if updated and not done and stop.should_stop(state.step):
+                    save()
+                    _say(
+                        accelerator,
+                        f"stopped by signal {stop.signum} after step {state.step}; "
+                        "checkpoint saved, continue with --resume auto",
+                    )
+                    return _finish(accelerator, log, progress, stop, EXIT_PREEMPTED)
+                if done:
+                    break
+            else:
+                if state.batches_done:  # the loader ended early (uneven shards): the epoch is over
+                    state.epoch += 1
+                    state.batches_done = 0
+        guard.check(accelerator)
+        accelerator.wait_for_everyone()
+        try:
+            accelerator.save_model(model, str(output_dir), safe_serialization=True)
+        except OSError as err:
+            raise CheckpointError(f"cannot write the final weights to {str(output_dir)!r}: {err}") from None
+    except NonFiniteError as err:
+        kept = list_checkpoints(checkpoint_root(output_dir))
+        _say(
+            accelerator,
+            f"training error: {err}; nothing was saved after it"
+            + (f" (last checkpoint: {kept[-1]})" if kept else ""),
+        )
+        return _finish(accelerator, log, progress, stop, 1)
+    except CheckpointError:
+        return _finish(accelerator, log, progress, stop, 1)
+    return _finish(accelerator, log, progress, stop, 0)
+
+
+def _finish(accelerator: Accelerator, log: MetricsLog, progress, stop: StopRequest, code: int) -> int:
+    """Close logs and the process group cleanly (no abort at exit) and return the exit code."""
     progress.close()
-
-    accelerator.wait_for_everyone()
-    accelerator.save_model(model, str(output_dir), safe_serialization=True)
     log.close()
+    stop.uninstall()
     accelerator.end_training()
-    return 0
+    return code
 
 
-def _clip(accelerator: Accelerator, model: torch.nn.Module, clip: dict[str, Any]) -> torch.Tensor | None:
-    """Clip as `[clip_grad]` says; returns the total norm before clipping (a tensor: no host sync here)."""
-    if clip["type"] == "value":
+def _say(accelerator: Accelerator, line: str) -> None:
+    """One line on stderr from the main process."""
+    if accelerator.is_main_process:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _log_step(accelerator: Accelerator, log: MetricsLog, progress, record: dict, total_steps: int) -> None:
+    log.write(record)
+    progress.set_postfix(
+        loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_sec']:.0f}"
+    )
+    if accelerator.is_main_process:
+        progress.write(format_line(record, total_steps))
+
+
+def _clip(
+    accelerator: Accelerator, model: torch.nn.Module, clip: dict[str, Any] | None, measure: bool = False
+) -> torch.Tensor | None:
+    """Clip as `[clip_grad]` says and return the total norm before clipping (a tensor: no host sync here);
+    with `measure` and no norm clipping, only measure the norm (max_norm inf changes nothing)."""
+    if clip is not None and clip["type"] == "value":
         accelerator.clip_grad_value_(model.parameters(), clip["clip_value"])
-        return None
+        clip = None
+    if clip is None:
+        return accelerator.clip_grad_norm_(model.parameters(), math.inf) if measure else None
     norm_type = math.inf if clip["norm_type"] == "inf" else clip["norm_type"]
     return accelerator.clip_grad_norm_(model.parameters(), clip["max_norm"], norm_type=norm_type)
 

@@ -93,6 +93,12 @@ class TrainCfg(Section):
     """Write a metrics line every this many steps."""
     log_with: list[Literal["tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml"]] = []
     """Accelerate trackers to log to, e.g. ["tensorboard"]."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A non-finite loss or gradient norm: "stop" (save nothing new, exit 1 naming the step) or "skip" the
+    update (costs one host sync per step)."""
+    signal_check_every: int = Field(10, ge=1)
+    """With several processes, agree on a received SIGTERM/SIGUSR1 every this many steps (one tiny
+    all-reduce); a single process reacts at the next step."""
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainCfg:
@@ -121,6 +127,9 @@ class CheckpointCfg(Section):
     default 1000); always after the last step."""
     max_keep: int = Field(3, ge=-1)
     """Keep the newest this many checkpoints; -1 keeps all (MMEngine's max_keep_ckpts)."""
+    on_error: Literal["stop", "continue"] = "stop"
+    """A checkpoint that cannot be written (full disk, no permission): "stop" training, or "continue"
+    without it; either way the previous checkpoint stays usable."""
 
     @model_validator(mode="after")
     def _keep_something(self) -> CheckpointCfg:

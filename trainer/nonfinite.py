@@ -1,0 +1,43 @@
+"""Non-finite losses and gradients: found on the device without a host sync, acted on at sync points."""
+
+from __future__ import annotations
+
+import torch
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient norm in optimizer step `step` (1-based)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"non-finite loss or gradient norm in step {step}")
+        self.step = step
+
+
+class NonFiniteGuard:
+    """Remembers, on the device, the first optimizer step whose loss or gradient norm was NaN or inf."""
+
+    def __init__(self, device: torch.device, start_step: int) -> None:
+        self.window_bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.step = torch.full((), start_step, dtype=torch.int64, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def observe(self, value: torch.Tensor) -> None:
+        """Fold a loss (or norm) into the current step's flag: a device op, no sync."""
+        self.window_bad |= ~torch.isfinite(value.detach()).all()
+
+    def end_step(self) -> None:
+        """Close one optimizer step: remember it if it was the first bad one."""
+        self.step += 1
+        self.first_bad = torch.where((self.first_bad < 0) & self.window_bad, self.step, self.first_bad)
+        self.window_bad.zero_()
+
+    def check(self, accelerator) -> None:
+        """Raise NonFiniteError if any process saw a non-finite value (a host sync: call at sync points)."""
+        firsts = (
+            accelerator.gather(self.first_bad[None])
+            if accelerator.num_processes > 1
+            else self.first_bad[None]
+        )
+        bad = [s for s in firsts.tolist() if s >= 0]
+        if bad:
+            raise NonFiniteError(min(bad))
