@@ -75,7 +75,7 @@ def save_checkpoint(
             phase()
         except OSError as err:
             error = err
-        if _any_failed(accelerator, error is not None):
+        if any_failed(accelerator, error is not None):
             if main:
                 shutil.rmtree(tmp, ignore_errors=True)
             kept = list_checkpoints(root)
@@ -87,7 +87,7 @@ def save_checkpoint(
     return final
 
 
-def _any_failed(accelerator, failed: bool) -> bool:
+def any_failed(accelerator, failed: bool) -> bool:
     """True on every process when any process failed (doubles as the barrier between phases)."""
     if accelerator.num_processes == 1:
         return failed

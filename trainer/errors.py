@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -48,5 +49,6 @@ def exit_on_recipe_error() -> Iterator[None]:
     try:
         yield
     except RecipeError as err:
-        print(str(err), file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # every process fails alike; one of them says so
+            print(str(err), file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None

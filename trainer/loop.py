@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from trainer.checkpoint import (
     CheckpointError,
     TrainerState,
+    any_failed,
     checkpoint_root,
     list_checkpoints,
     load_trainer_state,
@@ -36,6 +37,10 @@ from trainer.run_info import recipe_changes, write_run_info
 from trainer.runtime import resolve_precision
 from trainer.schedule import build_schedule
 from trainer.signals import StopRequest
+
+# Skipped updates (non-finite in "skip" mode, fp16 overflow) do not count as steps; a run that only skips
+# would never end, so this many in a row stop it.
+MAX_CONSECUTIVE_SKIPS = 25
 
 
 def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
@@ -111,15 +116,16 @@ def train(
             schedule.load_state_dict(state.schedule)
     schedule.apply(optimizer, state.step)
 
+    unwritable = None
     if accelerator.is_main_process:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
             recipe.save(output_dir / "recipe.toml")
             write_run_info(output_dir, cfg)
         except OSError as err:
-            raise RecipeError(
-                "output_dir", f"cannot write the run directory {str(output_dir)!r}: {err}"
-            ) from None
+            unwritable = err
+    if any_failed(accelerator, unwritable is not None):  # all processes stop, none waits on the others
+        raise RecipeError("output_dir", f"cannot write the run directory {str(output_dir)!r}: {unwritable}")
     if tcfg["log_with"]:
         accelerator.init_trackers(output_dir.name, config=_flat(cfg))
     log = MetricsLog(accelerator, output_dir, use_trackers=bool(tcfg["log_with"]))
@@ -142,7 +148,7 @@ def train(
     guard = NonFiniteGuard(accelerator.device, state.step)
     stop = StopRequest(accelerator, tcfg["signal_check_every"])
     stop.install()
-    skipped_steps = 0
+    skipped_steps = consecutive_skips = 0
 
     progress = tqdm(
         total=total_steps,
@@ -209,13 +215,19 @@ def train(
                 # the schedule stays in step with real updates.
                 updated = finite and not (fp16 and accelerator.optimizer_step_was_skipped)
                 if updated:
+                    consecutive_skips = 0
                     state.step += 1
                     guard.end_step()
                     schedule.apply(optimizer, state.step)
                     progress.update(1)
                 else:
                     skipped_steps += 1
+                    consecutive_skips += 1
                     guard.window_bad.zero_()
+                    if consecutive_skips > MAX_CONSECUTIVE_SKIPS:
+                        raise NonFiniteError(
+                            state.step + 1, f"{consecutive_skips} updates in a row were skipped"
+                        )
                 end_of_epoch = state.batches_done >= batches_per_epoch
                 if updated and (state.step % tcfg["log_every"] == 0 or state.step == total_steps):
                     guard.check(accelerator)

@@ -8,8 +8,10 @@ import torch
 class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss or gradient norm in optimizer step `step` (1-based)."""
 
-    def __init__(self, step: int) -> None:
-        super().__init__(f"non-finite loss or gradient norm in step {step}")
+    def __init__(self, step: int, detail: str = "") -> None:
+        super().__init__(
+            f"non-finite loss or gradient norm in step {step}" + (f" ({detail})" if detail else "")
+        )
         self.step = step
 
 
