@@ -109,23 +109,19 @@ def test_resume_with_an_edited_recipe_follows_the_new_recipe_and_says_so(tmp_pat
     assert recs[-1]["lr"] == pytest.approx(5e-4)
 
 
-def test_two_processes_train_like_one_process_with_the_double_batch(tmp_path, dataset):
-    common = {
-        "train": "epochs = 1\nlog_every = 1",
-        "checkpoint": None,
-        "eval": "enabled = false",
-        "optimizer": SGD,
-    }
-    single = train_run(
-        tmp_path,
-        dataset,
-        "single",
-        **common,
-        data=f'path = "{dataset}"\nbatch_size = 16\nnum_workers = 0\naugment = {{ no_aug = true }}',
-    )
-    double = train_run(tmp_path, dataset, "double", nproc=2, **common)
+def test_two_processes_train_and_evaluate_like_one_process_with_the_double_batch(tmp_path, dataset):
+    # 16 eval samples in batches of 3 do not split evenly over 2 processes: Accelerate pads the last batch,
+    # and gather_for_metrics must drop the padding for the metrics to equal the single process's.
+    common = {"train": "epochs = 1\nlog_every = 1", "checkpoint": None, "optimizer": SGD}
+    data = f'path = "{dataset}"\nnum_workers = 0\naugment = {{ no_aug = true }}\neval_batch_size = 3'
+    single = train_run(tmp_path, dataset, "single", **common, data=f"{data}\nbatch_size = 16")
+    double = train_run(tmp_path, dataset, "double", nproc=2, **common, data=f"{data}\nbatch_size = 8")
     assert len([r for r in records(double) if "loss" in r]) == 4
     assert_same_weights(single, double, atol=1e-5)
+    eval_single = [r for r in records(single) if "eval_loss" in r][-1]
+    eval_double = [r for r in records(double) if "eval_loss" in r][-1]
+    assert eval_double["eval_top1"] == eval_single["eval_top1"]
+    assert eval_double["eval_loss"] == pytest.approx(eval_single["eval_loss"], rel=1e-5)
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path, dataset):
@@ -174,3 +170,21 @@ def test_clip_grad_value_clamps_every_gradient():
     assert norm > 0.5
     total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert total == pytest.approx(0.5, rel=1e-4)
+
+
+def test_tensorboard_tracker_writes_events_offline(tmp_path, dataset):
+    out = train_run(
+        tmp_path,
+        dataset,
+        "tb",
+        train='max_steps = 2\nlog_every = 1\nlog_with = ["tensorboard"]',
+        checkpoint=None,
+        eval="enabled = false",
+    )
+    assert list(out.rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast with loss scaling needs a CUDA GPU")
+def test_fp16_with_loss_scaling_trains_on_gpu(tmp_path, dataset):
+    out = train_run(tmp_path, dataset, "fp16", train='epochs = 1\nlog_every = 1\nprecision = "fp16"')
+    assert all(r["loss"] == r["loss"] for r in records(out) if "loss" in r)

@@ -73,8 +73,8 @@ def save_checkpoint(
         error = None
         try:
             phase()
-        except OSError as err:
-            error = err
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+            error = _describe_write_error(err, root)
         if any_failed(accelerator, error is not None):
             if main:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -85,6 +85,18 @@ def save_checkpoint(
                 + (f"the last complete checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint")
             )
     return final
+
+
+def _describe_write_error(err: Exception, root: Path) -> str:
+    """The error in one line; torch's stream errors say nothing, so name a full disk when it is one."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError):
+        return text
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return text
+    return f"No space left on device ({free} bytes free; {text})" if free < 1 << 20 else text
 
 
 def any_failed(accelerator, failed: bool) -> bool:
