@@ -6,7 +6,9 @@ import glob
 import os
 import random
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +209,11 @@ def load_splits(data_cfg: Mapping[str, Any], *, seed: int, num_classes: int | No
     One RecipeError for a missing split or column, non-integer or out-of-range labels, or an empty split.
     """
     cfg = _with_defaults(data_cfg)
+    with quiet_progress_bars():
+        return _load_splits(cfg, seed, num_classes)
+
+
+def _load_splits(cfg: dict[str, Any], seed: int, num_classes: int | None) -> tuple[Any, Any]:
     splits = load_dataset_dict(cfg)
     train = _checked(_pick_split(splits, cfg["train_split"], "data.train_split"), cfg, "train", num_classes)
     eval_name = cfg["eval_split"]
@@ -223,6 +230,22 @@ def load_splits(data_cfg: Mapping[str, Any], *, seed: int, num_classes: int | No
         hint="; or set data.eval_fraction to hold out part of train, or data.eval_split = 'none'",
     )
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Hide `datasets`' progress bars unless stderr is a terminal: in a log file they are noise, and a bad
+    data configuration must end in exactly one line on stderr."""
+    from datasets.utils import logging as datasets_logging
+
+    if sys.stderr.isatty() or not datasets_logging.is_progress_bar_enabled():
+        yield
+        return
+    datasets_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        datasets_logging.enable_progress_bar()
 
 
 def build_dataloaders(

@@ -87,7 +87,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check: bool 
 
 def _read_toml(path: Path, key: str, referrer: str | None) -> dict[str, Any]:
     where = referrer or str(path)
-    if not path.is_file():
+    if not path.is_file() or (referrer is not None and path.suffix != ".toml"):
         what = "no such recipe file" if path.suffix == ".toml" or not path.suffix else "not a .toml file"
         siblings = [p.name for p in path.parent.glob("*.toml")] if path.parent.is_dir() else []
         raise RecipeError(key, f"{what}: {str(path)!r}{did_you_mean(path.name, siblings)}", file=where)
@@ -243,6 +243,7 @@ def _set_path(cfg: dict[str, Any], key: KeyPath, value: Any, sources: dict[KeyPa
             )
         if part not in node:
             node[part] = [] if isinstance(nxt, int) else {}
+            sources[key[: i + 1]] = OVERRIDE_SOURCE  # a table the override made up is the override's fault
         node = node[part]
     last = key[-1]
     if isinstance(last, int):
@@ -272,6 +273,18 @@ def _drop_none(value: Any) -> Any:
         return [_drop_none(v) for v in value]
     return value
 
+
+MMENGINE_NAMES = {
+    "custom_keys": "MMEngine's custom_keys is [paramwise.rules] here (fnmatch globs on parameter names; "
+    "MMEngine's key 'k' is the glob '*k*')",
+    "paramwise_cfg": "MMEngine's paramwise_cfg is the top-level [paramwise] table here",
+    "optim_wrapper": "MMEngine's optim_wrapper is [optimizer] (its optimizer) and [clip_grad] here",
+    "param_scheduler": "MMEngine's param_scheduler is the [[schedule]] list here",
+    "accumulative_counts": "MMEngine's accumulative_counts is train.accumulate here",
+    "max_epochs": "MMEngine's max_epochs is train.epochs here",
+    "max_iters": "MMEngine's max_iters is train.max_steps here",
+}
+"""Unknown keys that are MMEngine's names for one of ours: the message names ours."""
 
 _EXPECTED = {
     "float_type": "a number",
@@ -344,9 +357,13 @@ def _to_recipe_error(err: ValidationError, raw: dict[str, Any]) -> RecipeError:
         parent = _schema_at(loc[:-1])
         allowed = sorted(parent.model_fields) if parent else []
         what = "table" if isinstance(value, dict) else "key"
+        if str(loc[-1]) in MMENGINE_NAMES:
+            return RecipeError(format_key(loc), f"unknown {what}: {MMENGINE_NAMES[str(loc[-1])]}")
         hint = did_you_mean(str(loc[-1]), allowed)
         listing = f" (allowed: {', '.join(allowed)})" if allowed and not hint else ""
         return RecipeError(format_key(loc), f"unknown {what}{hint}{listing}")
+    if kind == "finite_number":
+        return RecipeError(format_key(loc), f"must be a finite number, got {value!r}")
     if kind == "missing":
         return RecipeError(format_key(loc), "required key is missing")
     if kind in _EXPECTED:
@@ -382,10 +399,13 @@ def check_sections(cfg: dict[str, Any]) -> None:
     from trainer.data import validate_data_cfg
     from trainer.model import validate_model_cfg
     from trainer.optim import validate_optimizer_cfg, validate_paramwise_cfg
+    from trainer.optim.config import optimizer_hyperparams
     from trainer.schedule import validate_schedule
 
     validate_model_cfg(cfg["model"])
     validate_optimizer_cfg(cfg["optimizer"])
     validate_paramwise_cfg(cfg["paramwise"], cfg["optimizer"])
-    validate_schedule(cfg["schedule"], cfg["train"])
+    validate_schedule(
+        cfg["schedule"], cfg["train"], optimizer_hyperparams(cfg["optimizer"]), cfg["optimizer"]["type"]
+    )
     validate_data_cfg(cfg["data"])

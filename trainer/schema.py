@@ -13,15 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
-    """A recipe table: unknown keys are errors, types are strict (a string is never a number)."""
+    """A recipe table: unknown keys are errors, types are strict (a string is never a number), numbers are
+    finite (nan or inf would train silently wrong)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 class OpenSection(Section):
     """A recipe table whose extra keys are passed through to a callee and checked against its signature."""
 
-    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 class ModelCfg(OpenSection):
@@ -35,6 +36,14 @@ class ModelCfg(OpenSection):
     """Use channels-last memory format (faster convolutions on GPUs)."""
     compile: bool = False
     """Wrap the model in `torch.compile`."""
+    num_classes: int | None = Field(None, ge=1)
+    """Classifier outputs (timm's argument; default: the model's, 1000 for ImageNet models)."""
+    in_chans: int | None = Field(None, ge=1)
+    """Input image channels (timm's argument; default 3)."""
+    drop_rate: float | None = Field(None, ge=0.0, lt=1.0)
+    """Dropout before the classifier (timm's argument)."""
+    drop_path_rate: float | None = Field(None, ge=0.0, lt=1.0)
+    """Stochastic depth rate (timm's argument, where the model has one)."""
 
 
 class DataCfg(Section):
@@ -187,7 +196,12 @@ class ParamwiseCfg(Section):
 
 
 class ClipGradCfg(Section):
-    """`[clip_grad]`: MMEngine's clip_grad; by norm (max_norm, norm_type) or type = "value"."""
+    """`[clip_grad]`: MMEngine's clip_grad; by norm (max_norm, norm_type) or type = "value".
+
+    inf is allowed here (max_norm = inf logs the gradient norm without clipping); nan fails the bounds.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=True)
 
     type: Literal["norm", "value"] = "norm"
     """Clip the total norm ("norm") or each element ("value")."""
@@ -227,8 +241,8 @@ class RecipeCfg(Section):
 
     imports: list[str] = []
     """Modules imported before anything is built (they register custom optimizers, constructors...)."""
-    seed: int = 0
-    """Random seed for weights, data order and augmentation."""
+    seed: int = Field(0, ge=0, lt=2**32)
+    """Random seed for weights, data order and augmentation (0 <= seed < 2**32, numpy's range)."""
     output_dir: str | None = None
     """Run directory; default: runs/<recipe file stem>."""
     model: ModelCfg

@@ -167,7 +167,7 @@ def build_transforms(
     try:
         train_tf = create_transform(**train_args, is_training=True)
         eval_tf = create_transform(**eval_args, is_training=False)
-    except (AssertionError, TypeError, ValueError, KeyError) as err:
+    except Exception as err:  # any failure here comes from the recipe's augment values (IndexError too)
         raise RecipeError(
             "data.augment", f"timm's create_transform rejected {augment}: {type(err).__name__}: {err}"
         ) from None

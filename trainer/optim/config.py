@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,11 @@ RULE_KEYS = ("lr_mult", "decay_mult", "freeze")
 def is_number(value: Any) -> bool:
     """An int or float, not a bool (TOML's true would otherwise pass as 1)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A number that is neither nan nor ±inf (TOML writes both; either trains silently wrong)."""
+    return is_number(value) and math.isfinite(value)
 
 
 def rule_key(glob: str, field: str | None = None) -> str:
@@ -100,11 +106,19 @@ def validate_optimizer_cfg(optimizer_cfg: dict[str, Any]) -> None:
         validate_args(constructor_args(optimizer_cfg))
 
 
+def optimizer_hyperparams(optimizer_cfg: dict[str, Any]) -> tuple[str, ...] | None:
+    """The hyper-parameters every param group holds (the class's arguments); None where it takes **kwargs."""
+    sig = optimizer_signature(optimizer_class(optimizer_cfg))
+    return None if sig.takes_any else sig.args
+
+
 def _check_value(arg: str, value: Any, sig: OptimizerSignature) -> None:
     key = f"optimizer.{arg}"
+    if _has_nan(value):
+        raise RecipeError(key, f"must be a number, not nan (got {value!r})")
     if arg in ("lr", "weight_decay"):
-        if not is_number(value) or value < 0:
-            raise RecipeError(key, f"must be a number >= 0, got {value!r}")
+        if not is_finite_number(value) or value < 0:
+            raise RecipeError(key, f"must be a finite number >= 0, got {value!r}")
     elif arg == "momentum":
         if not is_number(value) or not 0 <= value <= 1:
             raise RecipeError(key, f"must be a number in [0, 1], got {value!r}")
@@ -117,6 +131,12 @@ def _check_value(arg: str, value: Any, sig: OptimizerSignature) -> None:
             or not all(is_number(b) and 0 <= b < 1 for b in value)
         ):
             raise RecipeError(key, f"must be a list of {size} numbers in [0, 1), got {value!r}")
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    return isinstance(value, float) and math.isnan(value)
 
 
 def base_hyperparams(optimizer_cfg: dict[str, Any]) -> BaseHyperparams:
@@ -151,8 +171,8 @@ def parse_paramwise(paramwise_cfg: dict[str, Any] | None, optimizer_cfg: dict[st
                 f"unknown option{did_you_mean(key, PARAMWISE_KEYS)} (allowed: {', '.join(PARAMWISE_KEYS)})",
             )
         if key in MULTIPLIERS:
-            if not is_number(value) or value < 0:
-                raise RecipeError(f"paramwise.{key}", f"must be a number >= 0, got {value!r}")
+            if not is_finite_number(value) or value < 0:
+                raise RecipeError(f"paramwise.{key}", f"must be a finite number >= 0, got {value!r}")
             values[key] = float(value)
         elif key == "bypass_duplicate":
             if not isinstance(value, bool):
@@ -190,8 +210,8 @@ def _parse_rules(rules_cfg: Any) -> tuple[Rule, ...]:
             if field == "freeze":
                 if not isinstance(value, bool):
                     raise RecipeError(rule_key(glob, field), f"must be true or false, got {value!r}")
-            elif not is_number(value) or value < 0:
-                raise RecipeError(rule_key(glob, field), f"must be a number >= 0, got {value!r}")
+            elif not is_finite_number(value) or value < 0:
+                raise RecipeError(rule_key(glob, field), f"must be a finite number >= 0, got {value!r}")
         rules.append(
             Rule(
                 glob=glob,

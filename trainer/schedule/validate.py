@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +50,41 @@ class Entry:
         return self.by_epoch and not self.converted
 
 
-def validate_schedule(entries: list[dict[str, Any]], train_cfg: dict[str, Any]) -> None:
-    """Raise RecipeError (`schedule[i].<arg>`) for the first problem in `entries`; see `parse_schedule`."""
-    parse_schedule(entries, train_cfg)
+def validate_schedule(
+    entries: list[dict[str, Any]],
+    train_cfg: dict[str, Any],
+    hyperparams: Collection[str] | None = None,
+    optimizer_name: str = "the optimizer",
+) -> None:
+    """Raise RecipeError (`schedule[i].<arg>`) for the first problem in `entries`; see `parse_schedule`.
+
+    `hyperparams`: the optimizer's arguments (None: unknown); each entry must schedule one of them
+    (momentum may live in Adam's `betas`), so a momentum schedule on Adagrad fails before anything is built.
+    """
+    parsed = parse_schedule(entries, train_cfg)
+    if hyperparams is not None:
+        check_scheduled_hyperparams(parsed, hyperparams, optimizer_name)
+
+
+def check_scheduled_hyperparams(
+    parsed: list[Entry], hyperparams: Collection[str], optimizer_name: str = "the optimizer"
+) -> None:
+    """Every entry's hyper-parameter is one the optimizer has (momentum: `momentum` or `betas`)."""
+    takes = f"(it takes: {', '.join(hyperparams)})"
+    for entry in parsed:
+        name = entry.cls.param or entry.args["param_name"]
+        if name in hyperparams or (name == "momentum" and "betas" in hyperparams):
+            continue
+        if name == "momentum":
+            raise RecipeError(
+                f"{entry.key}.type",
+                f"{entry.args['type']} schedules momentum, but {optimizer_name} has neither `momentum` "
+                f"nor `betas` {takes}",
+            )
+        key = f"{entry.key}.param_name" if entry.cls.param is None else f"{entry.key}.type"
+        raise RecipeError(
+            key, f"{optimizer_name} has no hyper-parameter {name!r}{did_you_mean(name, hyperparams)} {takes}"
+        )
 
 
 def parse_schedule(entries: list[dict[str, Any]], train_cfg: dict[str, Any]) -> list[Entry]:
