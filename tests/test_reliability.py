@@ -53,7 +53,7 @@ def reference(tmp_path_factory, dataset) -> Path:
     return train_run(tmp_path_factory.mktemp("ref"), dataset, "reference", **LONG)
 
 
-def wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+def wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 500) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         metrics = out / "metrics.jsonl"
@@ -103,7 +103,7 @@ def test_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(tmp_p
     proc = start(recipe)
     wait_for_step(out, 6, proc)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=240)
+    _, stderr = proc.communicate(timeout=500)
     assert proc.returncode == EXIT_PREEMPTED, stderr
     assert "continue with --resume auto" in stderr and "Traceback" not in stderr
     stopped_at = list_checkpoints(out / "checkpoints")[-1]
@@ -125,7 +125,7 @@ def test_two_processes_stop_together_on_sigusr1_and_resume_exactly(tmp_path, dat
     wait_for_step(out, 5, proc)
     for pid in [proc.pid, *descendants(proc.pid)]:  # as SLURM does: every process of the job step
         os.kill(pid, signal.SIGUSR1)
-    stdout, stderr = proc.communicate(timeout=240)
+    stdout, stderr = proc.communicate(timeout=500)
     assert "exitcode  : 75" in stderr or "exitcode: 75" in stderr.replace(" ", ""), stderr[-3000:]
     step = int(list_checkpoints(out / "checkpoints")[-1].name.split("_")[1])
     assert step % 2 == 0 and 6 <= step < 24
