@@ -18,23 +18,30 @@ class NonFiniteError(RuntimeError):
 class NonFiniteGuard:
     """Remembers, on the device, the first optimizer step whose loss or gradient norm was NaN or inf."""
 
-    def __init__(self, device: torch.device, start_step: int) -> None:
+    def __init__(self, device: torch.device, start_step: int, enabled: bool = True) -> None:
+        self.enabled = enabled  # off in "skip" mode, where the loop itself skips non-finite updates
         self.window_bad = torch.zeros((), dtype=torch.bool, device=device)
         self.step = torch.full((), start_step, dtype=torch.int64, device=device)
         self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
 
     def observe(self, value: torch.Tensor) -> None:
         """Fold a loss (or norm) into the current step's flag: a device op, no sync."""
+        if not self.enabled:
+            return
         self.window_bad |= ~torch.isfinite(value.detach()).all()
 
     def end_step(self) -> None:
         """Close one optimizer step: remember it if it was the first bad one."""
+        if not self.enabled:
+            return
         self.step += 1
         self.first_bad = torch.where((self.first_bad < 0) & self.window_bad, self.step, self.first_bad)
         self.window_bad.zero_()
 
     def check(self, accelerator) -> None:
         """Raise NonFiniteError if any process saw a non-finite value (a host sync: call at sync points)."""
+        if not self.enabled:
+            return
         firsts = (
             accelerator.gather(self.first_bad[None])
             if accelerator.num_processes > 1

@@ -1,0 +1,38 @@
+"""`python -m trainer.bench MODE SPEC_JSON OUT_JSON`: one measurement in a fresh process (see process.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from trainer.bench.data import data_wait
+from trainer.bench.loops import Case, measure_case
+from trainer.bench.setup import optimizer_setup_cost, schedule_cost, startup_phases
+
+
+def main(argv: list[str]) -> int:
+    """`python -m trainer.bench MODE SPEC_JSON OUT_JSON`: one measurement in this fresh process."""
+    mode, spec, out = argv[0], json.loads(argv[1]), Path(argv[2])
+    if mode == "case":
+        profile_dir = Path(spec["profile_dir"]) if spec.get("profile_dir") else None
+        with tempfile.TemporaryDirectory(prefix="bench_case_") as tmp:
+            result = measure_case(Case(**spec["case"]), Path(tmp), profile_dir)
+    elif mode == "setup":
+        result = {
+            "optimizer": optimizer_setup_cost(spec["depth"], spec["rules"], spec["repeat"]),
+            "schedule": schedule_cost(spec["steps"], spec["groups"], spec["repeat"]),
+        }
+    elif mode == "phases":
+        result = startup_phases(spec["recipe"], spec["overrides"])
+    elif mode == "data":
+        result = data_wait(spec["recipe"], spec["settings"], spec["epochs"], spec["skip"])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    out.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,125 @@
+"""The data path: the fraction of step time spent waiting for the next batch, per DataLoader setting."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LoaderSetting:
+    """DataLoader options tried in the data mode."""
+
+    num_workers: int
+    prefetch_factor: int | None = None
+    pin_memory: bool | None = None
+    persistent_workers: bool | None = None
+
+    def data_overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+DEFAULT_LOADER_SETTINGS = [
+    LoaderSetting(0),
+    LoaderSetting(1),
+    LoaderSetting(1, prefetch_factor=4),
+    LoaderSetting(2),
+]
+
+
+@dataclass
+class DataWait:
+    """Per-step seconds waiting for the next batch and in total, after `skip` warm-up steps."""
+
+    setting: dict[str, Any]
+    first_batch_s: float
+    wait_s: list[float] = field(default_factory=list)
+    step_s: list[float] = field(default_factory=list)
+
+    def summary(self, batch_size: int) -> dict[str, Any]:
+        wait, total = sum(self.wait_s), sum(self.step_s)
+        return {
+            **self.setting,
+            "steps": len(self.step_s),
+            "first_batch_s": round(self.first_batch_s, 3),
+            "wait_fraction": round(wait / total, 4),
+            "median_wait_ms": round(statistics.median(self.wait_s) * 1e3, 2),
+            "median_step_ms": round(statistics.median(self.step_s) * 1e3, 2),
+            "samples_per_sec": round(batch_size * len(self.step_s) / total, 1),
+        }
+
+
+def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, skip: int) -> dict[str, Any]:
+    """Train `epochs` epochs of the recipe's dataset through the real datasets + transforms + DataLoader
+    path (prepared by Accelerate, as the loop does) per loader setting; time the wait for each batch."""
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from trainer.data import build_dataloaders, loader_options
+    from trainer.model import build_model
+    from trainer.optim import build_optimizer
+    from trainer.recipe import load_recipe
+
+    cfg = load_recipe(recipe_path).cfg
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg["train"]["precision"])
+    results = []
+    for setting in settings:
+        data_cfg = {**cfg["data"], **setting, "eval_split": "none"}
+        set_seed(cfg["seed"])
+        model = build_model(cfg["model"])
+        train_dl, _ = build_dataloaders(data_cfg, model, seed=cfg["seed"])
+        optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
+        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+        model.train()
+        record = DataWait(
+            {**loader_options(data_cfg), "prefetch_factor": setting.get("prefetch_factor")}, 0.0
+        )
+        step = 0
+        for epoch in range(epochs):
+            train_dl.set_epoch(epoch)
+            batches = iter(train_dl)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    images, labels = next(batches)
+                except StopIteration:
+                    break
+                t1 = time.perf_counter()
+                loss = F.cross_entropy(model(images), labels)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss.item()
+                t2 = time.perf_counter()
+                if step == 0:
+                    record.first_batch_s = t1 - t0
+                elif step >= skip:
+                    record.wait_s.append(t1 - t0)
+                    record.step_s.append(t2 - t0)
+                step += 1
+        del batches, train_dl  # shut persistent workers down before the next setting starts its own
+        results.append(record.summary(cfg["data"]["batch_size"]))
+    return {
+        "recipe": recipe_path,
+        "model": cfg["model"]["name"],
+        "batch_size": cfg["data"]["batch_size"],
+        "image_size": cfg["data"].get("image_size"),
+        "epochs": epochs,
+        "torch_threads": torch.get_num_threads(),
+        "settings": results,
+    }
+
+
+def recommend_loader(
+    settings: list[dict[str, Any]], max_wait: float = 0.05, tolerance: float = 0.03
+) -> dict[str, Any]:
+    """Among settings that wait at most `max_wait` of the step (all, if none does), the fewest workers
+    whose throughput is within `tolerance` of the best one's."""
+    calm = [s for s in settings if s["wait_fraction"] <= max_wait] or settings
+    best = max(s["samples_per_sec"] for s in calm)
+    good = [s for s in calm if s["samples_per_sec"] >= best * (1 - tolerance)]
+    return min(good, key=lambda s: (s["num_workers"], s.get("prefetch_factor") or 0))
