@@ -44,8 +44,8 @@ def test_docker_image_installs_the_project_as_readme_does_and_runs_non_root():
 
 def test_slurm_launcher_gives_each_node_its_rank_and_always_resumes():
     script = (ROOT / "scripts" / "slurm_train.sh").read_text()
-    assert "--machine_rank \"$SLURM_NODEID\"" in script  # expanded inside each task, not once
-    assert "--main_process_ip \"$MASTER_ADDR\"" in script and "scontrol show hostnames" in script
+    assert '--machine_rank "$SLURM_NODEID"' in script  # expanded inside each task, not once
+    assert '--main_process_ip "$MASTER_ADDR"' in script and "scontrol show hostnames" in script
     assert "--resume auto" in script and "#SBATCH --signal=USR1@" in script
     assert 'trap "" USR1' in script
     assert "sbatch --nodes 4 scripts/slurm_train.sh" in README
