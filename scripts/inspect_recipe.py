@@ -15,15 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the description as JSON to FILE")
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
-        from trainer.model import build_model
-        from trainer.optim import build_optimizer, describe_params, format_description
+        from trainer.build import build_static
+        from trainer.optim import describe_params, format_description
         from trainer.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
         with recipe.blame():
-            model = build_model(recipe.cfg["model"], device="meta")
-            optimizer = build_optimizer(model, recipe.cfg["optimizer"], recipe.cfg["paramwise"])
-    description = describe_params(model, optimizer)
+            built = build_static(recipe.cfg)
+    description = describe_params(built.model, built.optimizer)
     print(format_description(description))
     if args.json:
         Path(args.json).write_text(json.dumps(description, indent=1) + "\n")

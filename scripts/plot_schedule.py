@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_processes != 1 and args.dataset_size is None:
         parser.error("--num-processes only applies with --dataset-size")
     with exit_on_recipe_error():
+        from trainer.build import build_static
         from trainer.recipe import load_recipe
         from trainer.schedule import steps_per_epoch
-        from trainer.schedule.plot import plot, recipe_schedule, write_json
+        from trainer.schedule.plot import plot, write_json
 
         recipe = load_recipe(args.recipe, args.overrides)
         spe = args.steps_per_epoch or steps_per_epoch(
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             args.num_processes,
             drop_last=recipe.cfg["data"]["drop_last"],
         )
-        schedule = recipe_schedule(recipe.cfg, spe)
+        with recipe.blame():
+            schedule = build_static(recipe.cfg, spe).schedule
     out = args.out or (None if args.json else f"{recipe.name}_schedule.png")
     if out:
         plot(schedule, out, title=f"{Path(args.recipe).name}: parameter schedule")

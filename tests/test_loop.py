@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from runs import SGD, assert_same_weights, make_dataset, recipe_text, records, run, train_run, weights
 
 pytestmark = pytest.mark.slow
@@ -158,7 +157,7 @@ def test_clip_grad_logs_the_norm_and_changes_the_update(tmp_path, dataset):
 def test_clip_grad_value_clamps_every_gradient():
     from accelerate import Accelerator
 
-    from trainer.loop import _clip
+    from trainer.loop import clip_gradients as _clip
 
     model = torch.nn.Linear(4, 2)
     model(torch.randn(8, 4) * 100).sum().backward()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from trainer.build import build_static
 from trainer.recipe import load_recipe
-from trainer.schedule.plot import plot, recipe_schedule, write_json
+from trainer.schedule.plot import plot, write_json
 from trainer.summary import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def test_recipe_dry_runs_and_its_schedule_renders(path, tmp_path, monkeypatch):
     recipe = load_recipe(path.relative_to(ROOT), ["data.path=/nonexistent/data/is/not/read"])
     summary = dry_run(recipe)
     assert "recipe is valid" in summary
-    schedule = recipe_schedule(recipe.cfg, steps_per_epoch=7)
+    schedule = build_static(recipe.cfg, steps_per_epoch=7).schedule
     plot(schedule, tmp_path / "lr.png", title=path.name)
     write_json(schedule, tmp_path / "lr.json")
     assert (tmp_path / "lr.png").stat().st_size > 10_000

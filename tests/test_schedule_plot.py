@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainer.build import build_static
 from trainer.recipe import load_recipe
 from trainer.schedule import build_schedule
-from trainer.schedule.plot import plot, recipe_schedule, write_json
+from trainer.schedule.plot import plot, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "scripts" / "plot_schedule.py"
@@ -83,7 +84,7 @@ def test_tool_writes_png_and_json_equal_to_the_schedule_the_loop_builds(recipe, 
     assert png.read_bytes()[:8] == PNG_MAGIC
     data = json.loads(out.read_text())
     assert data["steps_per_epoch"] == 100 and data["total_steps"] == 1200
-    schedule = recipe_schedule(load_recipe(recipe).cfg, 100)
+    schedule = build_static(load_recipe(recipe).cfg, 100).schedule
     assert len(data["lr"]) == len(data["momentum"]) == len(schedule.group_names) == 2
     for g in range(2):
         assert data["lr"][g] == schedule.curve("lr", [g])[0].tolist()

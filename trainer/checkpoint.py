@@ -28,6 +28,10 @@ class TrainerState:
     batches_done: int = 0
     schedule: dict[str, Any] | None = None
 
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.batches_done = 0
+
 
 def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
@@ -169,3 +173,23 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> Path | None:
 
 def load_trainer_state(path: Path) -> TrainerState:
     return TrainerState(**json.loads((path / STATE_FILE).read_text()))
+
+
+def restore(
+    accelerator, path: Path, optimizer, schedule, recipe_hparams: list[dict[str, Any]]
+) -> TrainerState:
+    """Load the checkpoint at `path` into the prepared objects (weights, optimizer, RNGs, data position) and
+    return where training stands; the current recipe's hyper-parameters win over the checkpoint's."""
+    try:  # safetensors for weights, torch.load(weights_only=True) for the rest: no pickle code runs
+        accelerator.load_state(str(path))
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is one line, not a traceback
+        message = " ".join(str(err).split())[:300]
+        raise RecipeError(
+            "--resume", f"cannot load checkpoint {str(path)!r}: {message}", file="command line"
+        ) from None
+    state = load_trainer_state(path)
+    for group, hparams in zip(optimizer.param_groups, recipe_hparams, strict=True):
+        group.update(hparams)  # the schedule re-applies on top
+    if state.schedule:
+        schedule.load_state_dict(state.schedule)
+    return state

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 class MetricsLog:
@@ -31,9 +34,42 @@ class MetricsLog:
             self._file = None
 
 
+class WindowMeter:
+    """The training loss and speed between two log records: a loss sum on the device (no host sync per
+    micro-batch), the micro-batch count, and the time and step of the last record."""
+
+    def __init__(self, device: torch.device, samples_per_step: int, step: int) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.micro_batches = 0
+        self.samples_per_step = samples_per_step
+        self.last_time, self.last_step = time.perf_counter(), step
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Count one micro-batch's loss (a device op)."""
+        self.loss_sum += loss.detach()
+        self.micro_batches += 1
+
+    def record(self, accelerator, step: int) -> dict[str, float]:
+        """Mean loss over every process's micro-batches since the last record, and samples/s; then reset.
+
+        The loss is read after the all-reduce, so the window's time includes all of its queued work.
+        """
+        mean_loss = accelerator.reduce(self.loss_sum, "mean").item() / self.micro_batches
+        now = time.perf_counter()
+        speed = (step - self.last_step) * self.samples_per_step / (now - self.last_time)
+        self.loss_sum.zero_()
+        self.micro_batches = 0
+        self.last_time, self.last_step = now, step
+        return {"loss": mean_loss, "samples_per_sec": speed}
+
+
 def format_line(record: dict[str, Any], total_steps: int) -> str:
     """`step 120/1000 epoch 2 loss 1.2345 lr 1.00e-03 grad_norm 0.812 2304 samples/s` style line."""
-    parts = [f"step {record['step']}/{total_steps}", f"epoch {record['epoch']}"]
+    epoch = record["epoch"]
+    parts = [
+        f"step {record['step']}/{total_steps}",
+        f"epoch {epoch:.2f}" if isinstance(epoch, float) else f"epoch {epoch}",
+    ]
     for key, value in record.items():
         if key in ("step", "epoch"):
             continue

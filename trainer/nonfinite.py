@@ -50,3 +50,23 @@ class NonFiniteGuard:
         bad = [s for s in firsts.tolist() if s >= 0]
         if bad:
             raise NonFiniteError(min(bad))
+
+
+class SkipCounter:
+    """Updates skipped (non-finite in "skip" mode, fp16 overflow): they are not steps, so a run that only
+    skips would never end; more than `limit` in a row stop it with NonFiniteError."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.in_a_row = 0
+
+    def record(self, updated: bool, step: int) -> None:
+        """Count one optimizer window that did (`updated`) or did not update the weights."""
+        if updated:
+            self.in_a_row = 0
+            return
+        self.total += 1
+        self.in_a_row += 1
+        if self.in_a_row > self.limit:
+            raise NonFiniteError(step + 1, f"{self.in_a_row} updates in a row were skipped")

@@ -1,4 +1,5 @@
-"""What a run records about itself: seed, library versions, git commit; and what changed on resume."""
+"""The run directory: opened once per run with the resolved recipe and run_info.json (seed, library versions,
+git commit); on resume, what changed in the recipe."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from trainer.checkpoint import TrainerState, any_failed
+from trainer.errors import RecipeError
+from trainer.metrics import MetricsLog
+from trainer.recipe import Recipe
 
 PACKAGES = ("torch", "timm", "accelerate", "datasets", "safetensors", "trainer")
 
@@ -67,3 +73,37 @@ def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def open_run_dir(accelerator, recipe: Recipe, resume_from: Path | None, state: TrainerState) -> MetricsLog:
+    """Write recipe.toml and run_info.json (main process), start the trackers and open metrics.jsonl.
+
+    A run directory that cannot be written stops every process with one line, none waiting on the others.
+    """
+    cfg = recipe.cfg
+    output_dir = Path(cfg["output_dir"])
+    unwritable = None
+    if accelerator.is_main_process:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            recipe.save(output_dir / "recipe.toml")
+            write_run_info(output_dir, cfg)
+        except OSError as err:
+            unwritable = err
+    if any_failed(accelerator, unwritable is not None):
+        raise RecipeError("output_dir", f"cannot write the run directory {str(output_dir)!r}: {unwritable}")
+    log_with = cfg["train"]["log_with"]
+    if log_with:
+        accelerator.init_trackers(output_dir.name, config=tracker_config(cfg))
+    if resume_from is not None:
+        changes = recipe_changes((resume_from / "recipe.toml").read_text(), recipe.to_toml())
+        accelerator.print(
+            f"resumed from {resume_from} at step {state.step}"
+            + (f"; recipe changed: {'; '.join(changes)}" if changes else "")
+        )
+    return MetricsLog(accelerator, output_dir, use_trackers=bool(log_with))
+
+
+def tracker_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The recipe flattened for trackers' hyper-parameter tables (lists become strings)."""
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in _flat(cfg).items()}

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from trainer.model import build_model
+from trainer.build import build_static
 from trainer.recipe import Recipe
 from trainer.runtime import effective_batch_size, resolve_precision, world_size
-from trainer.schedule import build_schedule
 
 
 def dry_run(recipe: Recipe, amp: bool = False) -> str:
     """Build model, optimizer and schedule (no data is read) and describe them in a few lines."""
     cfg = recipe.cfg
-    model = build_model(cfg["model"], device="meta")
+    built = build_static(cfg)  # steps_per_epoch needs the data, which a dry run does not read
+    model, optimizer = built.model, built.optimizer
     total = sum(p.numel() for p in model.parameters())
-    optimizer = _build_optimizer(model, cfg)
-    # steps_per_epoch needs the data, which a dry run does not read; steps_per_epoch=1 still checks it.
-    build_schedule(
-        cfg["schedule"], param_groups=optimizer.param_groups, steps_per_epoch=1, train_cfg=cfg["train"]
-    )
     trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     train = cfg["train"]
     length = f"{train['epochs']} epochs" if "epochs" in train else f"{train['max_steps']} steps"
@@ -38,12 +33,6 @@ def dry_run(recipe: Recipe, amp: bool = False) -> str:
         "dry run: recipe is valid; nothing was trained or written",
     ]
     return "\n".join(lines)
-
-
-def _build_optimizer(model, cfg):
-    from trainer.optim import build_optimizer
-
-    return build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
 
 
 def _kwargs(args: dict) -> str:

@@ -13,30 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from trainer.schedule.build import Schedule, build_schedule
+from trainer.schedule.build import Schedule
 
 MAX_POINTS = 20_000
 LABELS = {"lr": "Learning rate", "momentum": "Momentum", "weight_decay": "Weight decay"}
-
-
-def recipe_param_groups(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """The optimizer's param groups as the recipe builds them (model on the "meta" device)."""
-    from trainer.model import build_model
-    from trainer.optim import build_optimizer
-
-    model = build_model(cfg["model"], device="meta")
-    optimizer = build_optimizer(model, cfg["optimizer"], cfg.get("paramwise"))
-    return [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-
-
-def recipe_schedule(cfg: dict[str, Any], steps_per_epoch: int) -> Schedule:
-    """The recipe's schedule at `steps_per_epoch`, for every param group of its optimizer."""
-    return build_schedule(
-        cfg["schedule"],
-        param_groups=recipe_param_groups(cfg),
-        steps_per_epoch=steps_per_epoch,
-        train_cfg=cfg["train"],
-    )
 
 
 def write_json(schedule: Schedule, path: str | Path) -> None:

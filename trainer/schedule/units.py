@@ -27,6 +27,39 @@ def batches_per_epoch(
     return -(-batches // num_processes)
 
 
+@dataclass(frozen=True)
+class TrainingLength:
+    """How long training is, computed once from the loader's length: micro-batches and optimizer steps per
+    epoch, total steps, and whether intervals count epochs (`train.epochs`) or steps (`train.max_steps`)."""
+
+    batches_per_epoch: int
+    accumulate: int
+    total_steps: int
+    by_epoch: bool
+
+    @classmethod
+    def of(cls, batches_per_epoch: int, train_cfg: dict) -> TrainingLength:
+        """The length of training on a loader of `batches_per_epoch` micro-batches per process."""
+        accumulate = train_cfg.get("accumulate", 1)
+        steps = -(-batches_per_epoch // accumulate)
+        return cls(
+            batches_per_epoch=batches_per_epoch,
+            accumulate=accumulate,
+            total_steps=total_steps(train_cfg.get("epochs"), train_cfg.get("max_steps"), steps),
+            by_epoch=train_cfg.get("epochs") is not None,
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """ceil(batches_per_epoch / accumulate): the last window of an epoch may be short."""
+        return -(-self.batches_per_epoch // self.accumulate)
+
+    def window(self, batches_done: int) -> int:
+        """The real length of the accumulation window that micro-batch `batches_done` (0-based) belongs to."""
+        start = (batches_done // self.accumulate) * self.accumulate
+        return min(self.accumulate, self.batches_per_epoch - start)
+
+
 def steps_per_epoch(
     dataset_size: int, batch_size: int, accumulate: int, num_processes: int = 1, drop_last: bool = True
 ) -> int:
@@ -42,7 +75,7 @@ def steps_per_epoch(
     batches = batches_per_epoch(dataset_size, batch_size, num_processes=num_processes, drop_last=drop_last)
     if batches < 1:
         raise ValueError(f"{dataset_size} samples give no full batch of {batch_size} per process")
-    return -(-batches // accumulate)
+    return TrainingLength.of(batches, {"accumulate": accumulate, "max_steps": 1}).steps_per_epoch
 
 
 def total_steps(epochs: int | None, max_steps: int | None, steps_per_epoch: int) -> int:

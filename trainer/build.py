@@ -1,0 +1,105 @@
+"""Build what a recipe trains: the Accelerator, model, data, optimizer and schedule, in that order.
+
+`build_run` is the training loop's set-up (and the benchmark's); `build_static` builds the same model,
+optimizer and schedule on the "meta" device, reading no data, for the dry run and the inspect and plot tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration
+from torch.utils.data import DataLoader
+
+from trainer.data import build_dataloaders
+from trainer.model import build_model
+from trainer.optim import build_optimizer
+from trainer.recipe import Recipe
+from trainer.schedule import Schedule, build_schedule
+from trainer.schedule.units import TrainingLength
+
+
+def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
+    """Accelerator for this recipe; on a host without CUDA it is forced onto the CPU so that several
+    launched processes form one gloo process group instead of training independently."""
+    train = recipe.cfg["train"]
+    return Accelerator(
+        gradient_accumulation_steps=train["accumulate"],
+        mixed_precision=precision,
+        cpu=not torch.cuda.is_available(),
+        log_with=train["log_with"] or None,
+        project_config=ProjectConfiguration(project_dir=recipe.cfg["output_dir"]),
+        # data order is a function of (seed, epoch) alone: exact resume, same order on every launch
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.cfg["seed"]),
+        step_scheduler_with_optimizer=False,
+    )
+
+
+@dataclass
+class Run:
+    """Everything the loop trains with, prepared by Accelerate."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train_dl: DataLoader
+    eval_dl: DataLoader | None
+    schedule: Schedule
+    length: TrainingLength
+    recipe_hparams: list[dict[str, Any]]
+    """The param groups' hyper-parameters as the recipe sets them (they win over a checkpoint's)."""
+
+
+def build_run(
+    recipe: Recipe,
+    accelerator: Accelerator,
+    dataloaders: tuple[DataLoader, DataLoader | None] | None = None,
+) -> Run:
+    """Model, data, optimizer, `accelerator.prepare`, length and schedule; fails on bad data before anything
+    is written. `dataloaders` replaces the recipe's data (the benchmark feeds synthetic batches)."""
+    cfg = recipe.cfg
+    model = build_model(cfg["model"])
+    if dataloaders is None:
+        with accelerator.main_process_first():  # rank 0 fills the datasets cache, the others read it
+            dataloaders = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
+    train_dl, eval_dl = dataloaders
+    optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
+    if cfg["model"].get("compile"):
+        model = torch.compile(model)
+    model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    if eval_dl is not None:
+        eval_dl = accelerator.prepare(eval_dl)
+    length = TrainingLength.of(len(train_dl), cfg["train"])
+    schedule = build_schedule(
+        cfg["schedule"],
+        param_groups=optimizer.param_groups,
+        steps_per_epoch=length.steps_per_epoch,
+        train_cfg=cfg["train"],
+    )
+    hparams = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return Run(model, optimizer, train_dl, eval_dl, schedule, length, hparams)
+
+
+@dataclass
+class StaticBuild:
+    """A recipe's model (on "meta": no memory, no weights), optimizer and schedule, built without data."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+
+
+def build_static(cfg: dict[str, Any], steps_per_epoch: int = 1) -> StaticBuild:
+    """Model on the meta device, optimizer and schedule at `steps_per_epoch` (1 where the data is unknown:
+    it still checks every schedule entry). Used by the dry run, inspect_recipe.py and plot_schedule.py."""
+    model = build_model(cfg["model"], device="meta")
+    optimizer = build_optimizer(model, cfg["optimizer"], cfg.get("paramwise"))
+    schedule = build_schedule(
+        cfg["schedule"],
+        param_groups=optimizer.param_groups,
+        steps_per_epoch=steps_per_epoch,
+        train_cfg=cfg["train"],
+    )
+    return StaticBuild(model, optimizer, schedule)
