@@ -1,4 +1,4 @@
-"""`python -m trainer.bench MODE SPEC_JSON OUT_JSON`: one measurement in a fresh process (see process.py)."""
+"""`python -m benchmarks MODE SPEC_JSON OUT_JSON`: one measurement in this fresh process (see process.py)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainer.bench.data import data_wait
-from trainer.bench.loops import Case, measure_case
-from trainer.bench.setup import optimizer_setup_cost, schedule_cost, startup_phases
+from benchmarks.data import data_wait
+from benchmarks.loops import Case, measure_case
+from benchmarks.setup import optimizer_setup_cost, schedule_cost, startup_phases
 
 
 def main(argv: list[str]) -> int:
-    """`python -m trainer.bench MODE SPEC_JSON OUT_JSON`: one measurement in this fresh process."""
     mode, spec, out = argv[0], json.loads(argv[1]), Path(argv[2])
     if mode == "case":
         profile_dir = Path(spec["profile_dir"]) if spec.get("profile_dir") else None
         with tempfile.TemporaryDirectory(prefix="bench_case_") as tmp:
             result = measure_case(Case(**spec["case"]), Path(tmp), profile_dir)
     elif mode == "setup":
-        result = {
-            "optimizer": optimizer_setup_cost(spec["depth"], spec["rules"], spec["repeat"]),
-            "schedule": schedule_cost(spec["steps"], spec["groups"], spec["repeat"]),
-        }
+        result = {"optimizer": optimizer_setup_cost(), "schedule": schedule_cost()}
     elif mode == "phases":
         result = startup_phases(spec["recipe"], spec["overrides"])
     elif mode == "data":

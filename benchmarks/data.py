@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
-
-
-@dataclass(frozen=True)
-class LoaderSetting:
-    """DataLoader options tried in the data mode."""
-
-    num_workers: int
-    prefetch_factor: int | None = None
-    pin_memory: bool | None = None
-    persistent_workers: bool | None = None
-
-    def data_overrides(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-DEFAULT_LOADER_SETTINGS = [
-    LoaderSetting(0),
-    LoaderSetting(1),
-    LoaderSetting(1, prefetch_factor=4),
-    LoaderSetting(2),
-]
 
 
 @dataclass
@@ -53,30 +33,29 @@ class DataWait:
 
 def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, skip: int) -> dict[str, Any]:
     """Train `epochs` epochs of the recipe's dataset through the real datasets + transforms + DataLoader
-    path (prepared by Accelerate, as the loop does) per loader setting; time the wait for each batch."""
+    path, set up by the loop's own `build_run`, per loader setting (recipe overrides of `[data]`); time the
+    wait for each batch."""
     import torch
     import torch.nn.functional as F
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from trainer.data import build_dataloaders, loader_options
-    from trainer.model import build_model
-    from trainer.optim import build_optimizer
+    from trainer.build import build_run, make_accelerator
+    from trainer.data import loader_options
     from trainer.recipe import load_recipe
 
-    cfg = load_recipe(recipe_path).cfg
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg["train"]["precision"])
+    accelerator = None
     results = []
     for setting in settings:
-        data_cfg = {**cfg["data"], **setting, "eval_split": "none"}
+        overrides = [f"data.{k}={json.dumps(v)}" for k, v in setting.items()] + ['data.eval_split="none"']
+        recipe = load_recipe(recipe_path, overrides)
+        cfg = recipe.cfg
+        accelerator = accelerator or make_accelerator(recipe, cfg["train"]["precision"])
         set_seed(cfg["seed"])
-        model = build_model(cfg["model"])
-        train_dl, _ = build_dataloaders(data_cfg, model, seed=cfg["seed"])
-        optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
-        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+        run = build_run(recipe, accelerator)
+        model, optimizer, train_dl = run.model, run.optimizer, run.train_dl
         model.train()
         record = DataWait(
-            {**loader_options(data_cfg), "prefetch_factor": setting.get("prefetch_factor")}, 0.0
+            {**loader_options(cfg["data"]), "prefetch_factor": setting.get("prefetch_factor")}, 0.0
         )
         step = 0
         for epoch in range(epochs):
@@ -101,7 +80,9 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
                     record.wait_s.append(t1 - t0)
                     record.step_s.append(t2 - t0)
                 step += 1
-        del batches, train_dl  # shut persistent workers down before the next setting starts its own
+        # shut this setting's persistent workers down before the next one starts its own
+        del run, model, optimizer, train_dl, batches
+        accelerator.free_memory()
         results.append(record.summary(cfg["data"]["batch_size"]))
     return {
         "recipe": recipe_path,

@@ -16,8 +16,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from trainer.bench.tiny_model import OVERHEAD_MODEL, register_overhead_model
-
 VARIANTS = ("trainer", "accelerate", "torch")
 """(a) our loop as `trainer.loop.train` runs it, (b) a plain Accelerate loop, (c) plain PyTorch."""
 
@@ -29,26 +27,36 @@ TARGETS = {"accelerate": 0.98, "torch": 0.97}
 """Issue 7's targets for trainer / accelerate and trainer / torch throughput."""
 
 
-@dataclass(frozen=True)
-class Case:
-    """One throughput measurement: the same model, batch, data, precision and seeds for all three loops.
+OVERHEAD_MODEL = "bench_tiny"
+"""A timm-registered model with almost no compute: a step's time is then the loop's own overhead."""
 
-    A round of one loop runs `warmup_windows + timed_windows + 1` windows of `window_steps` optimizer
-    steps; the last window only closes the CPU clock of the last timed one (see `cpu_windows`).
+
+@dataclass(frozen=True, kw_only=True)
+class Timing:
+    """How a case runs and is timed; `BenchConfig` (scripts/benchmark.py's flags) inherits these defaults.
+
+    A round of one loop runs `warmup_windows + timed_windows + 1` windows of about `window_batches`
+    micro-batches; the last window only closes the CPU clock of the last timed one (see `cpu_windows`).
     """
+
+    device: str = "cpu"
+    threads: int = 1
+    fused: bool = False
+    rounds: int = 3
+    timed_windows: int = 3
+    warmup_windows: int = 1
+    window_batches: int = 8
+
+
+@dataclass(frozen=True)
+class Case(Timing):
+    """One throughput measurement: the same model, batch, data, precision and seeds for all three loops."""
 
     model: str
     image_size: int
     batch_size: int
     precision: str = "no"
     accumulate: int = 1
-    device: str = "cpu"
-    threads: int = 1
-    window_batches: int = 8
-    warmup_windows: int = 1
-    timed_windows: int = 3
-    rounds: int = 3
-    fused: bool = False
     seed: int = 0
     num_classes: int = 10
 
@@ -169,10 +177,47 @@ def model_cfg(case: Case) -> dict[str, Any]:
     cfg: dict[str, Any] = {"name": case.model, "num_classes": case.num_classes}
     try:
         with torch.device("meta"):
-            timm.create_model(case.model, pretrained=False, img_size=case.image_size, num_classes=10)
+            timm.create_model(
+                case.model, pretrained=False, img_size=case.image_size, num_classes=case.num_classes
+            )
     except TypeError:
         return cfg
     return {**cfg, "img_size": case.image_size}
+
+
+def register_overhead_model() -> None:
+    """Register `bench_tiny` with timm (once): an 8x8 patch conv stem, a LayerNorm and a linear head."""
+    import timm
+    from timm.models import register_model
+    from torch import nn
+
+    if timm.is_model(OVERHEAD_MODEL):
+        return
+
+    class TinyNet(nn.Module):
+        def __init__(self, num_classes: int, in_chans: int) -> None:
+            super().__init__()
+            self.num_classes = num_classes
+            self.pretrained_cfg = {"classifier": "head", "first_conv": "stem"}
+            self.stem = nn.Conv2d(in_chans, 16, kernel_size=8, stride=8)
+            self.norm = nn.LayerNorm(16)
+            self.head = nn.Linear(16, num_classes)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.norm(self.stem(x).mean((2, 3))))
+
+    def bench_tiny(
+        pretrained: bool = False,
+        pretrained_cfg: Any = None,
+        pretrained_cfg_overlay: Any = None,
+        cache_dir: Any = None,
+        num_classes: int = 10,
+        in_chans: int = 3,
+    ) -> nn.Module:
+        return TinyNet(num_classes, in_chans)
+
+    bench_tiny.__module__ = __name__
+    register_model(bench_tiny)
 
 
 def paramwise_rules(model: Any) -> dict[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Fresh processes for measurements: `python -m trainer.bench MODE SPEC OUT` with explicit thread counts."""
+"""Fresh processes for measurements: `python -m benchmarks MODE SPEC OUT` with explicit thread counts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 """The repository root: scripts/, recipes/ and data/ are found from here."""
 
 
@@ -36,10 +36,11 @@ def child_env(threads: int, device: str = "cpu") -> dict[str, str]:
 def run_child(
     mode: str, spec: dict[str, Any], threads: int, device: str = "cpu", timeout: float = 900
 ) -> Any:
-    """Run `python -m trainer.bench MODE SPEC OUT` in a fresh process and return what it wrote to OUT."""
+    """Run `python -m benchmarks MODE SPEC OUT` in a fresh process (cwd: the repository root) and return
+    what it wrote to OUT."""
     with tempfile.TemporaryDirectory(prefix="bench_") as tmp:
         out = Path(tmp) / "out.json"
-        cmd = [sys.executable, "-m", "trainer.bench", mode, json.dumps(spec), str(out)]
+        cmd = [sys.executable, "-m", "benchmarks", mode, json.dumps(spec), str(out)]
         proc = subprocess.run(
             cmd, cwd=ROOT, env=child_env(threads, device), capture_output=True, text=True, timeout=timeout
         )

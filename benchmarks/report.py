@@ -5,8 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from trainer.bench.loops import TARGETS
-from trainer.bench.tiny_model import OVERHEAD_MODEL
+from benchmarks.loops import OVERHEAD_MODEL, TARGETS
 
 THROUGHPUT_HEADER = (
     f"{'':48s} {'wall clock samples/s':^32s}  {'CPU-time samples/s':^32s}\n"

@@ -4,123 +4,105 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from trainer.bench.data import DEFAULT_LOADER_SETTINGS, recommend_loader
-from trainer.bench.loops import Case, summarize_case
-from trainer.bench.process import run_child
-from trainer.bench.report import (
-    OVERHEAD_HEADER,
-    THROUGHPUT_HEADER,
-    format_data,
-    format_machine,
-    format_overhead_row,
-    format_ratio_summary,
-    format_setup,
-    format_throughput_row,
-)
-from trainer.bench.setup import IMPORT_FLOOR, import_cost, time_to_first_step
-from trainer.bench.tiny_model import OVERHEAD_MODEL
-
-DEFAULT_MODELS = [("test_vit", 64), ("test_convnext", 64)]
-"""timm's small test ViT and ConvNet: at 64 px and batch 16 a CPU step takes 20-40 ms on one thread."""
+from benchmarks import report
+from benchmarks.data import recommend_loader
+from benchmarks.loops import OVERHEAD_MODEL, Case, Timing, summarize_case
+from benchmarks.process import run_child
+from benchmarks.setup import IMPORT_FLOOR, import_cost, time_to_first_step
 
 SECTIONS = ("throughput", "overhead", "setup", "data")
+
+QUICKSTART = "recipes/quickstart.toml"
+"""The recipe of the setup section's start-to-first-step runs and the data section's default."""
 
 OVERHEAD_CASE = {"image_size": 8, "batch_size": 2, "window_batches": 48, "rounds": 4}
 """The overhead section's cases: `bench_tiny` on 8x8 images, long windows (a micro-batch takes ~1 ms)."""
 
+OTHER_IMAGE_SIZE = 224
+"""The input size of a model named on the command line that `default_image_size` does not list."""
 
-@dataclass
-class BenchConfig:
-    """Everything `run_benchmark` measures (scripts/benchmark.py's arguments)."""
 
-    models: list[tuple[str, int]] = field(default_factory=lambda: list(DEFAULT_MODELS))
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig(Timing):
+    """Everything `run_benchmark` measures; its defaults are scripts/benchmark.py's."""
+
+    models: list[tuple[str, int]] = field(default_factory=lambda: [("test_vit", 64), ("test_convnext", 64)])
+    """(timm name, image size): timm's small test ViT and ConvNet; at 64 px and batch 16 a CPU step takes
+    20-40 ms on one thread."""
     batch_size: int = 16
     precisions: list[str] = field(default_factory=lambda: ["no", "bf16"])
     accumulates: list[int] = field(default_factory=lambda: [1, 4])
-    device: str = "cpu"
-    threads: int = 1
-    fused: bool = False
-    rounds: int = 3
-    timed_windows: int = 3
-    warmup_windows: int = 1
-    window_batches: int = 8
     sections: list[str] = field(default_factory=lambda: ["throughput", "setup"])
     loader_settings: list[dict[str, Any]] = field(
-        default_factory=lambda: [s.data_overrides() for s in DEFAULT_LOADER_SETTINGS]
+        default_factory=lambda: [
+            {"num_workers": 0},
+            {"num_workers": 1},
+            {"num_workers": 1, "prefetch_factor": 4},
+            {"num_workers": 2},
+        ]
     )
+    """DataLoader options the data section tries, one after the other."""
     data_epochs: int = 2
-    data_recipe: str = "recipes/quickstart.toml"
+    data_recipe: str = QUICKSTART
     profile_dir: str | None = None
 
     def cases(self) -> list[Case]:
         """The throughput section's cases."""
-        return self._cases(
-            self.models,
-            batch_size=self.batch_size,
-            rounds=self.rounds,
-            window_batches=self.window_batches,
-        )
+        return self._cases(self.models, batch_size=self.batch_size)
 
     def overhead_cases(self) -> list[Case]:
         """The overhead section's cases: the three loops around a model with almost no compute."""
-        size = OVERHEAD_CASE["image_size"]
-        return self._cases(
-            [(OVERHEAD_MODEL, size)], **{k: v for k, v in OVERHEAD_CASE.items() if k != "image_size"}
-        )
+        sizes = {k: v for k, v in OVERHEAD_CASE.items() if k != "image_size"}
+        return self._cases([(OVERHEAD_MODEL, OVERHEAD_CASE["image_size"])], **sizes)
 
     def _cases(self, models: list[tuple[str, int]], **sizes: Any) -> list[Case]:
-        common = {
-            "device": self.device,
-            "threads": self.threads,
-            "fused": self.fused,
-            "timed_windows": self.timed_windows,
-            "warmup_windows": self.warmup_windows,
-        }
-        return list(iter_cases(models, self.precisions, self.accumulates, **common, **sizes))
+        """Every (model, precision, accumulate) combination, timed as this config says unless `sizes` says
+        otherwise."""
+        timing = {f.name: getattr(self, f.name) for f in fields(Timing)} | sizes
+        return [
+            Case(model=name, image_size=size, precision=precision, accumulate=accumulate, **timing)
+            for name, size in models
+            for precision in self.precisions
+            for accumulate in self.accumulates
+        ]
 
 
-def iter_cases(
-    models: list[tuple[str, int]],
-    precisions: list[str],
-    accumulates: list[int],
-    **common: Any,
-) -> Iterator[Case]:
-    """Every (model, precision, accumulate) combination as a Case."""
-    for name, size in models:
-        for precision in precisions:
-            for accumulate in accumulates:
-                yield Case(model=name, image_size=size, precision=precision, accumulate=accumulate, **common)
+def default_image_size(model: str) -> int:
+    """The input size of `model` when --image-size is not given: the default models' size, bench_tiny's 8,
+    else OTHER_IMAGE_SIZE."""
+    sizes = dict(BenchConfig().models) | {OVERHEAD_MODEL: OVERHEAD_CASE["image_size"]}
+    return sizes.get(model, OTHER_IMAGE_SIZE)
 
 
 def run_benchmark(config: BenchConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the chosen sections, printing each result as it comes; returns everything as plain data."""
     results: dict[str, Any] = {"machine": machine(), "config": asdict(config)}
-    print_fn(format_machine(results["machine"], config.device, config.threads))
+    print_fn(report.format_machine(results["machine"], config.device, config.threads))
     if "throughput" in config.sections:
-        print_fn(THROUGHPUT_HEADER)
+        print_fn(report.THROUGHPUT_HEADER)
         rows = []
         profile_dir = Path(config.profile_dir) if config.profile_dir else None
         for case in config.cases():
             rows.append(benchmark_case(case, profile_dir))
-            print_fn(format_throughput_row(rows[-1]))
+            print_fn(report.format_throughput_row(rows[-1]))
         results["throughput"] = rows
         results["meets_targets"] = {c: all(r[c]["meets_target"] for r in rows) for c in ("wall", "cpu")}
-        print_fn(format_ratio_summary(rows))
+        print_fn(report.format_ratio_summary(rows))
     if "overhead" in config.sections:
-        print_fn(OVERHEAD_HEADER)
+        print_fn(report.OVERHEAD_HEADER)
         rows = []
         for case in config.overhead_cases():
             rows.append(overhead_row(benchmark_case(case)))
-            print_fn(format_overhead_row(rows[-1]))
+            print_fn(report.format_overhead_row(rows[-1]))
         results["overhead"] = rows
     if "setup" in config.sections:
         results["setup"] = measure_setup(config.threads)
-        print_fn(format_setup(results["setup"]))
+        print_fn(report.format_setup(results["setup"]))
     if "data" in config.sections:
         spec = {
             "recipe": config.data_recipe,
@@ -130,7 +112,7 @@ def run_benchmark(config: BenchConfig, print_fn: Callable[[str], None] = print) 
         data = run_child("data", {**spec, "skip": 2}, config.threads)
         data["recommended"] = recommend_loader(data["settings"])
         results["data"] = data
-        print_fn(format_data(data))
+        print_fn(report.format_data(data))
     return results
 
 
@@ -142,13 +124,12 @@ def benchmark_case(case: Case, profile_dir: Path | None = None) -> dict[str, Any
 
 def measure_setup(threads: int) -> dict[str, Any]:
     """Optimizer and schedule construction, the import cost, and the quickstart's time to its first step."""
-    spec = {"depth": 250, "rules": 48, "repeat": 3, "steps": 1_000_000, "groups": 28}
-    setup = run_child("setup", spec, threads)
-    phases_spec = {"recipe": "recipes/quickstart.toml", "overrides": ["eval.enabled=false"]}
+    setup = run_child("setup", {}, threads)
+    phases_spec = {"recipe": QUICKSTART, "overrides": ["eval.enabled=false"]}
     setup["startup_phases"] = run_child("phases", phases_spec, threads)
     setup["imports"] = import_cost("trainer.loop", threads)
     setup["imports_floor"] = import_cost(IMPORT_FLOOR, threads)
-    setup["first_step"] = time_to_first_step("recipes/quickstart.toml", threads)
+    setup["first_step"] = time_to_first_step(QUICKSTART, threads)
     return setup
 
 
@@ -174,10 +155,9 @@ def machine() -> dict[str, Any]:
     import timm
     import torch
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {
+    return {
         "cpu": _cpu_model(),
-        "cpus": cpus,
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "timm": timm.__version__,
@@ -185,7 +165,6 @@ def machine() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_avg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
-    return info
 
 
 def _cpu_model() -> str:

@@ -1,8 +1,9 @@
-"""Setup costs: optimizer + paramwise construction, a whole schedule, imports, start to the first step."""
+"""Setup costs: optimizer + paramwise construction, a whole schedule, imports, start to the first step.
+
+The sizes measured are the defaults of `optimizer_setup_cost` and `schedule_cost`."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import statistics
@@ -14,11 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.bench.loops import OPTIMIZER
-from trainer.bench.process import ROOT, child_env
+from benchmarks.loops import OPTIMIZER
+from benchmarks.process import ROOT, child_env
+
+REPEAT = 3
+"""Builds per setup measurement; the median is reported."""
 
 
-def optimizer_setup_cost(depth: int = 250, rules: int = 48, repeat: int = 3) -> list[dict[str, Any]]:
+def optimizer_setup_cost(depth: int = 250, rules: int = 48, repeat: int = REPEAT) -> list[dict[str, Any]]:
     """build_optimizer on a ViT with `depth` blocks (12 tensors each) on the meta device and `rules` globs."""
     import timm
     import torch
@@ -83,7 +87,7 @@ SCHEDULE_ENTRIES = [
 """A ViT-style schedule: warmup and cosine converted from epochs to steps, plus a per-step momentum cosine."""
 
 
-def schedule_cost(steps: int = 1_000_000, groups: int = 28, repeat: int = 3) -> dict[str, Any]:
+def schedule_cost(steps: int = 1_000_000, groups: int = 28, repeat: int = REPEAT) -> dict[str, Any]:
     """Build a whole `steps`-step schedule for `groups` param groups; time one `apply` per step."""
     import torch
 
@@ -137,55 +141,37 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
 def startup_phases(recipe_path: str, overrides: list[str]) -> dict[str, float]:
     """Seconds of each phase from interpreter start to the first optimizer step, in `train()`'s order.
 
-    Runs in a fresh process: the imports are the real cold imports of `scripts/train.py`.
+    Runs in a fresh process: the imports are the real cold imports of `scripts/train.py`; the set-up is the
+    loop's own `trainer.build.build_run`.
     """
     phases: dict[str, float] = {}
     clock = _PhaseClock(phases)
     clock.mark("interpreter", since=_process_start())
     import torch.nn.functional as F
 
-    from trainer.loop import make_accelerator
+    import trainer.loop  # noqa: F401  (what scripts/train.py imports; trainer.build comes with it)
+    from trainer.build import build_run, make_accelerator
 
     clock.mark("import trainer.loop")
     from accelerate.utils import set_seed
 
-    from trainer.data import build_dataloaders
-    from trainer.model import build_model
-    from trainer.optim import build_optimizer
     from trainer.recipe import load_recipe
     from trainer.runtime import resolve_precision
-    from trainer.schedule import build_schedule
 
     recipe = load_recipe(recipe_path, overrides)
-    cfg = recipe.cfg
     clock.mark("load_recipe (validate)")
-    accelerator = make_accelerator(recipe, resolve_precision(cfg["train"]))
-    set_seed(cfg["seed"])
+    accelerator = make_accelerator(recipe, resolve_precision(recipe.cfg["train"]))
+    set_seed(recipe.cfg["seed"])
     clock.mark("Accelerator")
-    model = build_model(cfg["model"])
-    clock.mark("build_model")
-    train_dl, _ = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
-    clock.mark("build_dataloaders")
-    optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
-    clock.mark("build_optimizer")
-    model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
-    clock.mark("accelerator.prepare")
-    steps_per_epoch = math.ceil(len(train_dl) / cfg["train"]["accumulate"])
-    build_schedule(
-        cfg["schedule"],
-        param_groups=optimizer.param_groups,
-        steps_per_epoch=steps_per_epoch,
-        train_cfg=cfg["train"],
-    )
-    clock.mark("build_schedule")
-    model.train()
-    batches = iter(train_dl)
-    images, labels = next(batches)
+    run = build_run(recipe, accelerator)
+    clock.mark("build_run (model, data, optimizer, prepare, schedule)")
+    run.model.train()
+    images, labels = next(iter(run.train_dl))
     clock.mark("first batch (workers start)")
-    loss = F.cross_entropy(model(images), labels)
+    loss = F.cross_entropy(run.model(images), labels)
     accelerator.backward(loss)
-    optimizer.step()
-    optimizer.zero_grad()
+    run.optimizer.step()
+    run.optimizer.zero_grad()
     loss.item()
     clock.mark("first step")
     phases["total"] = round(sum(phases.values()), 3)
@@ -217,7 +203,7 @@ IMPORT_FLOOR = "torch, timm, accelerate"
 """What any script that trains a timm model with Accelerate imports: the floor under our import cost."""
 
 
-def import_cost(modules: str = "trainer.loop", threads: int = 1, top: int = 6) -> dict[str, Any]:
+def import_cost(modules: str, threads: int, top: int = 6) -> dict[str, Any]:
     """`python -X importtime -c "import MODULES"`: total seconds and the top-level packages that take most
     (each module's own time, summed per top-level package)."""
     proc = subprocess.run(
@@ -242,7 +228,7 @@ def import_cost(modules: str = "trainer.loop", threads: int = 1, top: int = 6) -
     }
 
 
-def time_to_first_step(recipe: str = "recipes/quickstart.toml", threads: int = 1) -> dict[str, Any]:
+def time_to_first_step(recipe: str, threads: int) -> dict[str, Any]:
     """Wall seconds from starting `scripts/train.py RECIPE` to its first metrics record (after step 1).
 
     The run logs every step with eval off and is stopped once the first record appears.

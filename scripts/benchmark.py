@@ -1,9 +1,10 @@
 """Benchmark the trainer: (a) our loop vs (b) a plain Accelerate loop vs (c) plain PyTorch, on the same
 model, batch, precision and synthetic data; the setup costs; with --overhead each loop's own per-batch
-cost; with --data the quickstart data path's wait fraction. See docs/benchmarks.md.
+cost; with --data the quickstart data path's wait fraction. See docs/benchmarks.md; the harness is the
+checkout's benchmarks/ folder.
 
     python scripts/benchmark.py [--models NAME ...] [--image-size N] [--batch-size N]
-        [--precisions no bf16] [--accumulate 1 4] [--threads 1] [--device cpu|cuda] [--fused]
+        [--precisions no|bf16 ...] [--accumulate N ...] [--threads N] [--device cpu|cuda] [--fused]
         [--overhead] [--data] [--json FILE]
 
 Each (model, precision, accumulate) case runs in a fresh process with OMP_NUM_THREADS set; inside it the
@@ -16,48 +17,70 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from pathlib import Path
 
-from trainer.bench import DEFAULT_MODELS, OVERHEAD_CASE, OVERHEAD_MODEL, SECTIONS, BenchConfig, run_benchmark
-from trainer.cli import ArgumentParser
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is in the checkout, not installed
 
-DEFAULT_SIZES = dict(DEFAULT_MODELS) | {OVERHEAD_MODEL: OVERHEAD_CASE["image_size"]}
+from benchmarks.loops import OVERHEAD_MODEL  # noqa: E402
+from benchmarks.run import OTHER_IMAGE_SIZE, SECTIONS, BenchConfig, default_image_size, run_benchmark  # noqa: E402
+from trainer.cli import ArgumentParser  # noqa: E402
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written; each option's default (BenchConfig's) after its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return f"{action.help} (default: %(default)s)"
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, str | None]:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--models",
+    default = BenchConfig()  # every default below is BenchConfig's
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add = parser.add_argument
+    models = [name for name, _ in default.models]
+    add("--models", nargs="+", default=models, help="timm model names (GPU: vit_base_patch16_224 resnet50)")
+    sizes = ", ".join(f"{name} {default_image_size(name)}" for name in [*models, OVERHEAD_MODEL])
+    add(
+        "--image-size",
+        type=int,
+        help=f"input size for every model (default: {sizes}, others {OTHER_IMAGE_SIZE})",
+    )
+    add("--batch-size", type=int, default=default.batch_size, help="micro-batch size")
+    add("--precisions", nargs="+", choices=["no", "bf16"], default=default.precisions, help="train.precision")
+    add("--accumulate", nargs="+", type=int, default=default.accumulates, help="train.accumulate")
+    add("--device", choices=["cpu", "cuda"], default=default.device, help="where the loops run")
+    add("--threads", type=int, default=default.threads, help="OMP_NUM_THREADS and torch threads per case")
+    add("--fused", action="store_true", help="fused=True optimizer in all three loops")
+    add("--rounds", type=int, default=default.rounds, help="interleaved rounds of the three loops")
+    add("--windows", type=int, default=default.timed_windows, help="timed windows per loop per round")
+    add(
+        "--warmup",
+        type=int,
+        default=default.warmup_windows,
+        help="windows dropped at the start of each round",
+    )
+    add("--window-batches", type=int, default=default.window_batches, help="micro-batches per window")
+    add("--sections", nargs="+", choices=SECTIONS, default=default.sections, help="what to measure")
+    add("--overhead", action="store_true", help="add the loop-overhead section")
+    add("--data", action="store_true", help="add the data-path section")
+    add(
+        "--data-workers",
         nargs="+",
-        default=[name for name, _ in DEFAULT_MODELS],
-        help="timm model names (GPU: vit_base_patch16_224 resnet50)",
+        type=int,
+        help=f"num_workers settings of the data section (default: {default.loader_settings})",
     )
-    parser.add_argument("--image-size", type=int, help="input size for every model (default: 64, else 224)")
-    parser.add_argument("--batch-size", type=int, default=16, help="micro-batch size")
-    parser.add_argument("--precisions", nargs="+", choices=["no", "bf16"], default=["no", "bf16"])
-    parser.add_argument("--accumulate", nargs="+", type=int, default=[1, 4])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS and torch threads per case")
-    parser.add_argument("--fused", action="store_true", help="fused=True optimizer in all three loops")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three loops")
-    parser.add_argument("--windows", type=int, default=3, help="timed windows per loop per round")
-    parser.add_argument("--warmup", type=int, default=1, help="windows dropped at the start of each round")
-    parser.add_argument("--window-batches", type=int, default=8, help="micro-batches per window")
-    parser.add_argument(
-        "--sections", nargs="+", choices=SECTIONS, default=["throughput", "setup"], help="what to measure"
-    )
-    parser.add_argument("--overhead", action="store_true", help="add the loop-overhead section")
-    parser.add_argument("--data", action="store_true", help="add the data-path section")
-    parser.add_argument(
-        "--data-workers", nargs="+", type=int, help="num_workers settings of the data section"
-    )
-    parser.add_argument("--data-epochs", type=int, default=2, help="quickstart epochs per data setting")
-    parser.add_argument("--profile", metavar="DIR", help="cProfile each loop's last round into DIR")
-    parser.add_argument("--json", metavar="FILE", help="write every result as JSON")
+    add("--data-epochs", type=int, default=default.data_epochs, help="quickstart epochs per data setting")
+    add("--profile", metavar="DIR", help="cProfile each loop's last round into DIR")
+    add("--json", metavar="FILE", help="write every result as JSON")
     args = parser.parse_args(argv)
     wanted = {*args.sections, *(["overhead"] if args.overhead else []), *(["data"] if args.data else [])}
+    loaders = (
+        [{"num_workers": n} for n in args.data_workers] if args.data_workers else default.loader_settings
+    )
     config = BenchConfig(
-        models=[(name, args.image_size or DEFAULT_SIZES.get(name, 224)) for name in args.models],
+        models=[(name, args.image_size or default_image_size(name)) for name in args.models],
         batch_size=args.batch_size,
         precisions=args.precisions,
         accumulates=args.accumulate,
@@ -69,11 +92,10 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, str | None]:
         warmup_windows=args.warmup,
         window_batches=args.window_batches,
         sections=[name for name in SECTIONS if name in wanted],
+        loader_settings=loaders,
         data_epochs=args.data_epochs,
         profile_dir=args.profile,
     )
-    if args.data_workers is not None:
-        config = replace(config, loader_settings=[{"num_workers": n} for n in args.data_workers])
     return config, args.json
 
 

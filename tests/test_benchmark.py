@@ -1,4 +1,4 @@
-"""scripts/benchmark.py and trainer.bench: the smallest real runs, checked for shape (never for timings)."""
+"""scripts/benchmark.py and benchmarks/: the smallest real runs, checked for shape (never for timings)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from trainer.bench import data, loops, process, setup
-from trainer.bench.loops import Case
-from trainer.bench.tiny_model import OVERHEAD_MODEL
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of the checkout, not part of the installed package
+
+from benchmarks import data, loops, process, setup  # noqa: E402
+from benchmarks.loops import OVERHEAD_MODEL, Case  # noqa: E402
+
 SCRIPT = ROOT / "scripts" / "benchmark.py"
 LOOPS = {"trainer", "accelerate", "torch"}
 
@@ -145,7 +146,7 @@ def test_setup_costs_report_groups_and_schedule_length():
 
 
 def test_import_cost_sums_own_time_per_top_level_package():
-    cost = setup.import_cost("json, email.mime.text", top=100)
+    cost = setup.import_cost("json, email.mime.text", threads=1, top=100)
     packages = {t["package"] for t in cost["top"]}
     assert {"json", "email"} <= packages
     assert cost["total_s"] >= sum(t["seconds"] for t in cost["top"]) > 0
@@ -168,3 +169,20 @@ def test_data_mode_times_the_wait_for_each_batch_of_a_real_dataset(tmp_path, tin
         assert setting["steps"] == 2 * 48 // 8 - 1
         assert 0 <= setting["wait_fraction"] <= 1 and setting["samples_per_sec"] > 0
         assert setting["persistent_workers"] is (setting["num_workers"] > 0)
+
+
+def test_the_script_takes_every_default_from_bench_config():
+    import importlib.util
+
+    from benchmarks.run import BenchConfig
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config, json_path = script.parse_args([])
+    assert config == BenchConfig() and json_path is None
+    cases = config.cases()
+    assert {(c.model, c.image_size, c.precision, c.accumulate) for c in cases} == {
+        (m, s, p, a) for m, s in config.models for p in config.precisions for a in config.accumulates
+    }
+    assert all(c.batch_size == config.batch_size and c.rounds == config.rounds for c in cases)
