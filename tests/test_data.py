@@ -368,7 +368,7 @@ def test_validate_accepts_a_full_section():
         ({"path": "x", "batch_size": 0}, "data.batch_size", (">= 1", "0")),
         ({"path": "x", "batch_size": 8, "batch_sise": 8}, "data.batch_sise", ("did you mean 'batch_size'",)),
         ({"path": "x", "batch_size": 8, "format": "parquett"}, "data.format", ("did you mean 'parquet'",)),
-        ({"path": "x", "batch_size": 8, "eval_fraction": 1.5}, "data.eval_fraction", ("between 0 and 1",)),
+        ({"path": "x", "batch_size": 8, "eval_fraction": 1.5}, "data.eval_fraction", ("must be < 1.0",)),
         (
             {"path": "x", "batch_size": 8, "eval_fraction": 0.1, "eval_split": "none"},
             "data.eval_fraction",

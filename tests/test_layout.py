@@ -65,7 +65,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_package_has_modules_to_check():
-    assert {"trainer.loop", "trainer.build", "trainer.optim.paramwise", "trainer.schedule.build"} <= set(MODULES)
+    assert {"trainer.loop", "trainer.build", "trainer.optim.paramwise", "trainer.schedule.build"} <= set(
+        MODULES
+    )
     assert "trainer.build" in imported_modules("trainer.loop")
 
 

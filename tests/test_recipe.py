@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from trainer.errors import RecipeError
-from trainer.recipe import format_key, load_recipe, parse_override
+from trainer.keys import format_key
+from trainer.recipe import load_recipe, parse_override
 
 MINIMAL = """
 [model]
@@ -118,6 +119,39 @@ def test_toml_syntax_error_reports_line_and_column(tmp_path):
 def test_duplicate_key_is_a_syntax_error(tmp_path):
     path = write(tmp_path, "r.toml", MINIMAL.replace("lr = 1e-3", "lr = 1e-3\nlr = 2e-3"))
     assert "TOML syntax error" in error_of(path).message
+
+
+def test_duplicate_key_names_the_key_and_both_lines(tmp_path):
+    path = write(tmp_path, "r.toml", MINIMAL.replace("lr = 1e-3", "lr = 1e-3\nlr = 2e-3"))
+    err = error_of(path)
+    assert (err.key, err.file) == ("optimizer.lr", str(path))
+    assert err.message.endswith("set twice (lines 15 and 16); keep one")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        (
+            '[paramwise.rules."head.*"]\nlr_mult = 2.0\nlr_mult = 3.0\n',
+            'paramwise.rules."head.*".lr_mult',
+            (2, 3),
+        ),
+        ("[model]\nname = 'a'\n'name' = 'b'\n", "model.name", (2, 3)),
+        ("[train]\nx.y = 1\nx . y = 2\n", "train.x.y", (2, 3)),
+        ('[[schedule]]\ntype = "A"\n[[schedule]]\ntype = "B"\ntype = "C"\n', "schedule[1].type", (4, 5)),
+        ("[optimizer]\nbetas = [0.9,\n  0.99]\nbetas = [\n  0.9,\n  0.9]\n", "optimizer.betas", (2, 4)),
+    ],
+)
+def test_duplicate_key_is_found_under_dotted_quoted_and_array_table_keys(tmp_path, text, key, lines):
+    err = error_of(write(tmp_path, "r.toml", text))
+    assert err.key == key
+    assert f"set twice (lines {lines[0]} and {lines[1]})" in err.message
+
+
+def test_overwrite_that_is_no_plain_repeat_keeps_the_line_and_column(tmp_path):
+    err = error_of(write(tmp_path, "r.toml", "[train]\nx = 1\nx.y = 2\n"))
+    assert err.key == "line 3, column 8"
+    assert err.message == "TOML syntax error: Cannot overwrite a value"
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def test_dry_run_with_amp_reports_bf16_on_cpu(tmp_path):
         ("lr = 1e-3", 'lr = "fast"', "optimizer.lr"),
         ("accumulate = 4", "accumulate = 0", "train.accumulate"),
         ('name = "test_vit"', 'name = "test_vitt"', "model.name"),
-        ("epochs = 2", "epochs = 2\nepochs = 3", "line 12, column 11"),
+        ("epochs = 2", "epochs = 2\nepochs = 3", "train.epochs"),
     ],
 )
 def test_bad_recipe_exits_2_with_one_line(tmp_path, old, new, key):

@@ -1,10 +1,13 @@
-"""The `[data]` section: load a Hugging Face image dataset, check it against the model, build DataLoaders."""
+"""The `[data]` section: load a Hugging Face image dataset, check it against the model, build DataLoaders.
+
+Static checks of `[data]` (types, ranges, combinations, defaults) belong to its schema, `DataCfg`; here are
+only the checks that need the files, the model or this machine. The image pipeline is trainer.transforms'.
+"""
 
 from __future__ import annotations
 
 import glob
 import os
-import random
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -18,33 +21,18 @@ from torch.utils.data import DataLoader
 
 from trainer.errors import RecipeError, did_you_mean
 from trainer.schedule.units import batches_per_epoch  # noqa: F401 - re-exported for the data API
-from trainer.transforms import build_transforms, model_in_chans, validate_augment
+from trainer.schema import NO_EVAL, DataCfg
+from trainer.schema_errors import validate_section
+from trainer.transforms import (
+    build_transforms,
+    collate_image_batch,
+    model_in_chans,
+    probe_pipelines,
+    validate_augment,
+)
 
-FORMATS = ("auto", "hub", "disk", "imagefolder", "parquet")
-
-DATA_DEFAULTS: dict[str, Any] = {
-    "format": "auto",
-    "name": None,
-    "image_column": "image",
-    "label_column": "label",
-    "train_split": "train",
-    "eval_split": "validation",
-    "eval_fraction": None,
-    "image_size": None,
-    "eval_batch_size": None,
-    "num_workers": None,
-    "pin_memory": None,
-    "persistent_workers": None,
-    "prefetch_factor": None,
-    "drop_last": True,
-    "augment": None,
-}
-"""Every optional `[data]` key with its default; None means "derived" (see `loader_options`)."""
-
-DATA_KEYS = frozenset({"path", "batch_size", *DATA_DEFAULTS})
+DATA_KEYS = frozenset(DataCfg.model_fields)
 """Every key `[data]` accepts."""
-
-NO_EVAL = "none"
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SPLIT_KEYWORDS = {
@@ -55,58 +43,22 @@ _SPLIT_KEYWORDS = {
 _SEP = r"[-._ 0-9/]"
 
 
-def validate_data_cfg(data_cfg: Mapping[str, Any]) -> None:
-    """Static checks of the `[data]` section (types, ranges, combinations); reads no files."""
-    for key in data_cfg:
-        if key not in DATA_KEYS:
-            raise RecipeError(
-                f"data.{key}",
-                f"unknown key{did_you_mean(key, DATA_KEYS)} (allowed: {', '.join(sorted(DATA_KEYS))})",
-            )
-    cfg = _with_defaults(data_cfg)
-    if cfg.get("path") is None:
-        raise RecipeError(
-            "data.path", "is required: a hub name, a save_to_disk directory, an image folder or parquet"
-        )
-    _require_str(cfg, "path")
-    if cfg["format"] not in FORMATS:
-        raise RecipeError(
-            "data.format",
-            f"{cfg['format']!r} is not a format{did_you_mean(str(cfg['format']), FORMATS)}"
-            f" (allowed: {', '.join(FORMATS)})",
-        )
-    for key in ("image_column", "label_column", "train_split", "eval_split"):
-        _require_str(cfg, key)
-    if cfg["name"] is not None:
-        _require_str(cfg, "name")
-        if cfg["format"] not in ("auto", "hub"):
-            raise RecipeError("data.name", f"is a hub config name; format {cfg['format']!r} has no configs")
-    fraction = cfg["eval_fraction"]
-    if fraction is not None:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-            raise RecipeError(
-                "data.eval_fraction", f"must be a number between 0 and 1 (exclusive), got {fraction!r}"
-            )
-        if cfg["eval_split"].lower() == NO_EVAL:
-            raise RecipeError("data.eval_fraction", "is set but data.eval_split = 'none' disables evaluation")
-    _require_int(cfg, "batch_size", minimum=1)
-    for key, minimum in (
-        ("eval_batch_size", 1),
-        ("image_size", 1),
-        ("num_workers", 0),
-        ("prefetch_factor", 1),
-    ):
-        if cfg[key] is not None:
-            _require_int(cfg, key, minimum=minimum)
-    for key in ("pin_memory", "persistent_workers", "drop_last"):
-        if cfg[key] is not None and not isinstance(cfg[key], bool):
-            raise RecipeError(f"data.{key}", f"must be true or false, got {cfg[key]!r}")
-    if cfg["augment"] is not None:
-        validate_augment(cfg["augment"])
+def data_config(data_cfg: Mapping[str, Any] | DataCfg) -> DataCfg:
+    """`[data]` with every default filled in, checked by its schema (RecipeError on a problem)."""
+    if isinstance(data_cfg, DataCfg):
+        return data_cfg
+    return validate_section(DataCfg, data_cfg, ("data",))
+
+
+def validate_data_cfg(data_cfg: Mapping[str, Any] | DataCfg) -> None:
+    """Checks of `[data]` that read no files: the schema, augment names against timm's create_transform, and
+    the worker options on this machine."""
+    cfg = data_config(data_cfg)
+    validate_augment(cfg.augment)
     loader_options(cfg)
 
 
-def loader_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def loader_options(data_cfg: Mapping[str, Any] | DataCfg) -> dict[str, Any]:
     """DataLoader worker options with defaults filled in.
 
     Defaults: `num_workers` = min(4, CPUs per local process - 1) (see default_num_workers);
@@ -114,25 +66,22 @@ def loader_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     `persistent_workers` whenever there are workers (timm's default: workers are not re-forked every epoch);
     `prefetch_factor` torch's default (2).
     """
-    cfg = _with_defaults(data_cfg)
-    num_workers = cfg["num_workers"]
-    if num_workers is None:
-        num_workers = default_num_workers()
+    cfg = data_config(data_cfg)
+    num_workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
     options: dict[str, Any] = {
         "num_workers": num_workers,
-        "pin_memory": torch.cuda.is_available() if cfg["pin_memory"] is None else cfg["pin_memory"],
-        "persistent_workers": num_workers > 0
-        if cfg["persistent_workers"] is None
-        else cfg["persistent_workers"],
+        "pin_memory": torch.cuda.is_available() if cfg.pin_memory is None else cfg.pin_memory,
+        "persistent_workers": num_workers > 0 if cfg.persistent_workers is None else cfg.persistent_workers,
     }
+    # The schema rejects these with num_workers = 0; here the default on this machine may be 0 workers.
     if options["persistent_workers"] and num_workers == 0:
         raise RecipeError(
             "data.persistent_workers", "needs data.num_workers >= 1 (there are no workers to keep)"
         )
-    if cfg["prefetch_factor"] is not None:
+    if cfg.prefetch_factor is not None:
         if num_workers == 0:
             raise RecipeError("data.prefetch_factor", "needs data.num_workers >= 1 (only workers prefetch)")
-        options["prefetch_factor"] = cfg["prefetch_factor"]
+        options["prefetch_factor"] = cfg.prefetch_factor
     return options
 
 
@@ -167,15 +116,15 @@ def detect_format(path: str) -> str:
     raise RecipeError("data.path", f"no such file or directory: {path!r} (relative to {os.getcwd()})")
 
 
-def load_dataset_dict(data_cfg: Mapping[str, Any]) -> Any:
+def load_dataset_dict(data_cfg: Mapping[str, Any] | DataCfg) -> Any:
     """Every split of the dataset at `data.path` as a DatasetDict (a single saved Dataset becomes "train")."""
     import datasets
 
-    cfg = _with_defaults(data_cfg)
-    path, fmt = cfg["path"], cfg["format"]
+    cfg = data_config(data_cfg)
+    path, fmt = cfg.path, cfg.format
     if fmt == "auto":
         fmt = detect_format(path)
-    if cfg["name"] is not None and fmt != "hub":
+    if cfg.name is not None and fmt != "hub":
         raise RecipeError("data.name", f"is a hub config name, but {path!r} is a local {fmt} dataset")
     if fmt != "hub" and not glob.has_magic(path) and not Path(path).expanduser().exists():
         raise RecipeError("data.path", f"no such file or directory: {path!r} (relative to {os.getcwd()})")
@@ -188,7 +137,7 @@ def load_dataset_dict(data_cfg: Mapping[str, Any]) -> Any:
         elif fmt == "parquet":
             loaded = datasets.load_dataset("parquet", **_parquet_files(local))
         else:
-            loaded = datasets.load_dataset(path, name=cfg["name"])
+            loaded = datasets.load_dataset(path, name=cfg.name)
     except RecipeError:
         raise
     except Exception as err:  # datasets raises many types for a bad path; each is the user's data.path
@@ -203,26 +152,28 @@ def load_dataset_dict(data_cfg: Mapping[str, Any]) -> Any:
     return loaded
 
 
-def load_splits(data_cfg: Mapping[str, Any], *, seed: int, num_classes: int | None = None) -> tuple[Any, Any]:
+def load_splits(
+    data_cfg: Mapping[str, Any] | DataCfg, *, seed: int, num_classes: int | None = None
+) -> tuple[Any, Any]:
     """The checked train and eval Datasets (eval None when disabled), reduced to the image and label columns.
 
     One RecipeError for a missing split or column, non-integer or out-of-range labels, or an empty split.
     """
-    cfg = _with_defaults(data_cfg)
+    cfg = data_config(data_cfg)
     with quiet_progress_bars():
         return _load_splits(cfg, seed, num_classes)
 
 
-def _load_splits(cfg: dict[str, Any], seed: int, num_classes: int | None) -> tuple[Any, Any]:
+def _load_splits(cfg: DataCfg, seed: int, num_classes: int | None) -> tuple[Any, Any]:
     splits = load_dataset_dict(cfg)
-    train = _checked(_pick_split(splits, cfg["train_split"], "data.train_split"), cfg, "train", num_classes)
-    eval_name = cfg["eval_split"]
+    train = _checked(_pick_split(splits, cfg.train_split, "data.train_split"), cfg, "train", num_classes)
+    eval_name = cfg.eval_split
     if eval_name.lower() == NO_EVAL:
         return train, None
     if eval_name in splits:
         return train, _checked(splits[eval_name], cfg, "eval", num_classes)
-    if cfg["eval_fraction"] is not None:
-        return _hold_out(train, cfg["eval_fraction"], cfg["label_column"], seed)
+    if cfg.eval_fraction is not None:
+        return _hold_out(train, cfg.eval_fraction, cfg.label_column, seed)
     _pick_split(
         splits,
         eval_name,
@@ -257,75 +208,49 @@ def build_dataloaders(
     SeedableRandomSampler under `DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)`;
     then each epoch's order is a function of (data_seed, epoch): call `loader.set_epoch(epoch)` every epoch.
     """
-    validate_data_cfg(data_cfg)
-    cfg = _with_defaults(data_cfg)
+    cfg = data_config(data_cfg)
+    validate_augment(cfg.augment)
     options = loader_options(cfg)
     train_ds, eval_ds = load_splits(cfg, seed=seed, num_classes=getattr(model, "num_classes", None))
-    if cfg["drop_last"] and len(train_ds) < cfg["batch_size"]:
+    if cfg.drop_last and len(train_ds) < cfg.batch_size:
         raise RecipeError(
             "data.batch_size",
-            f"{cfg['batch_size']} is more than the {len(train_ds)} training samples: with drop_last an"
+            f"{cfg.batch_size} is more than the {len(train_ds)} training samples: with drop_last an"
             " epoch has no batch; lower it",
         )
     train_tf, eval_tf = build_transforms(
         model,
-        image_column=cfg["image_column"],
-        label_column=cfg["label_column"],
-        image_size=cfg["image_size"],
-        augment=cfg["augment"],
+        image_column=cfg.image_column,
+        label_column=cfg.label_column,
+        image_size=cfg.image_size,
+        augment=cfg.augment,
     )
-    _probe(train_ds, cfg["train_split"], {"eval": eval_tf, "train": train_tf}, model_in_chans(model))
+    in_chans = model_in_chans(model)
+    probe_pipelines(train_ds, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)
     train_ds = train_ds.with_transform(train_tf)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
         train_ds,
-        batch_size=cfg["batch_size"],
+        batch_size=cfg.batch_size,
         shuffle=True,
         generator=generator,
-        drop_last=cfg["drop_last"],
+        drop_last=cfg.drop_last,
         collate_fn=collate_image_batch,
         **options,
     )
     if eval_ds is None:
         return train_loader, None
-    _probe(eval_ds, cfg["eval_split"], {"eval": eval_tf}, model_in_chans(model))
+    probe_pipelines(eval_ds, cfg.eval_split, {"eval": eval_tf}, in_chans)
     eval_ds = eval_ds.with_transform(eval_tf)
     eval_loader = DataLoader(
         eval_ds,
-        batch_size=cfg["eval_batch_size"] or cfg["batch_size"],
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
         shuffle=False,
         drop_last=False,
         collate_fn=collate_image_batch,
         **options,
     )
     return train_loader, eval_loader
-
-
-def collate_image_batch(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack transformed examples into (pixel_values float [B, C, H, W], labels int64 [B])."""
-    pixels = torch.stack([ex["pixel_values"] for ex in examples])
-    labels = torch.tensor([ex["labels"] for ex in examples], dtype=torch.int64)
-    return pixels, labels
-
-
-def _with_defaults(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    cfg = dict(DATA_DEFAULTS)
-    cfg.update({k: v for k, v in data_cfg.items() if v is not None})
-    return cfg
-
-
-def _require_str(cfg: Mapping[str, Any], key: str) -> None:
-    value = cfg[key]
-    if not isinstance(value, str) or not value:
-        raise RecipeError(f"data.{key}", f"must be a non-empty string, got {value!r}")
-
-
-def _require_int(cfg: Mapping[str, Any], key: str, *, minimum: int) -> None:
-    value = cfg.get(key)
-    if value is None:
-        raise RecipeError(f"data.{key}", f"is required: an integer >= {minimum}")
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RecipeError(f"data.{key}", f"must be an integer >= {minimum}, got {value!r}")
 
 
 def _parquet_files(path: str) -> dict[str, Any]:
@@ -382,11 +307,11 @@ def _hold_out(train: Any, fraction: float, label_column: str, seed: int) -> tupl
     )
 
 
-def _checked(ds: Any, cfg: Mapping[str, Any], role: str, num_classes: int | None) -> Any:
+def _checked(ds: Any, cfg: DataCfg, role: str, num_classes: int | None) -> Any:
     """Check the train or eval split's columns, labels and size; return it reduced to those two columns."""
     import datasets
 
-    split, image_column, label_column = cfg[f"{role}_split"], cfg["image_column"], cfg["label_column"]
+    split, image_column, label_column = getattr(cfg, f"{role}_split"), cfg.image_column, cfg.label_column
     columns = list(ds.column_names)
     for key, column in (("data.image_column", image_column), ("data.label_column", label_column)):
         if column not in columns:
@@ -396,7 +321,7 @@ def _checked(ds: Any, cfg: Mapping[str, Any], role: str, num_classes: int | None
                 f" (columns: {', '.join(columns)})",
             )
     if len(ds) == 0:
-        raise RecipeError(f"data.{role}_split", f"split {split!r} of {cfg['path']!r} is empty")
+        raise RecipeError(f"data.{role}_split", f"split {split!r} of {cfg.path!r} is empty")
     ds = ds.select_columns([image_column, label_column])
     image_feature = ds.features[image_column]
     if not _is_decoded_image(image_feature):
@@ -455,40 +380,3 @@ def _check_label_range(labels: Any, split: str, num_classes: int) -> None:
             f"split {split!r} has labels up to {high}, but the model has num_classes = {num_classes}"
             f" (labels must be 0..{num_classes - 1}); set model.num_classes = {high + 1} or more",
         )
-
-
-def _probe(ds: Any, split: str, pipelines: dict[str, Any], in_chans: int) -> None:
-    """Run the first image of `split` through each pipeline, so bad images or augment values fail now.
-
-    Tries the eval pipeline first: if it works and the train one fails, the augment options are to blame.
-    Random augmentations draw from the global RNGs; their state is restored so probing changes nothing.
-    """
-    try:
-        example = ds[:1]
-    except Exception as err:  # any decode failure is a data error for the user
-        raise RecipeError(
-            "data.image_column",
-            f"cannot decode the first image of split {split!r}: {type(err).__name__}: {err}",
-        ) from None
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        for name, pipeline in pipelines.items():
-            key = "data.augment" if name == "train" else "data.image_column"
-            try:
-                with torch.random.fork_rng(devices=[]):
-                    pixels = pipeline(example)["pixel_values"][0]
-            except Exception as err:  # any transform failure is a data error for the user
-                raise RecipeError(
-                    key,
-                    f"the {name} pipeline fails on the first image of split {split!r}:"
-                    f" {type(err).__name__}: {err}",
-                ) from None
-            if pixels.ndim != 3 or pixels.shape[0] != in_chans or not pixels.is_floating_point():
-                raise RecipeError(
-                    key,
-                    f"the {name} pipeline gives {tuple(pixels.shape)} {pixels.dtype} for split {split!r};"
-                    f" the model needs a float tensor of shape ({in_chans}, H, W)",
-                )
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from trainer.errors import RecipeError, did_you_mean
+from trainer.schema import ModelCfg
+from trainer.schema_errors import validate_section
 
 # Keys of [model] that are ours; every other key goes to timm.create_model.
 OWN_KEYS = ("name", "weights", "channels_last", "compile")
@@ -21,17 +23,14 @@ def timm_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_model_cfg(model_cfg: dict[str, Any]) -> None:
-    """Check the model name exists in timm (did-you-mean on typos) without building anything."""
+    """Check `[model]` by its schema and its name against timm's registry (did-you-mean on typos)."""
     import timm
 
-    name = model_cfg["name"]
+    name = validate_section(ModelCfg, model_cfg, ("model",)).name
     if not timm.is_model(name):
         names = timm.list_models()
         hint = did_you_mean(name, names) or did_you_mean(name, timm.list_models(f"*{name[:4]}*"))
         raise RecipeError("model.name", f"unknown timm model {name!r}{hint}")
-    weights = model_cfg.get("weights")
-    if weights is not None and not str(weights).endswith(".safetensors"):
-        raise RecipeError("model.weights", f"expected a local .safetensors file, got {weights!r}")
 
 
 def build_model(model_cfg: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -13,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from pydantic import BaseModel, ValidationError
 
 from trainer.errors import RecipeError, did_you_mean
+from trainer.keys import KeyPath, format_key, split_key
 from trainer.schema import RecipeCfg
+from trainer.schema_errors import validate_section
+from trainer.toml_errors import syntax_error
 
 OVERRIDE_SOURCE = "--set"
-KeyPath = tuple[str | int, ...]
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Recipe:
             yield
         except RecipeError as err:
             if err.file is None:
-                err.file = self.source_of(_split_key(err.key))
+                err.file = self.source_of(split_key(err.key))
             raise
 
     def to_toml(self) -> str:
@@ -92,16 +92,13 @@ def _read_toml(path: Path, key: str, referrer: str | None) -> dict[str, Any]:
         siblings = [p.name for p in path.parent.glob("*.toml")] if path.parent.is_dir() else []
         raise RecipeError(key, f"{what}: {str(path)!r}{did_you_mean(path.name, siblings)}", file=where)
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        msg = str(err)
-        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
-        loc = f"line {m.group(1)}, column {m.group(2)}" if m else "syntax"
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        raise RecipeError(loc, f"TOML syntax error: {msg}", file=str(path)) from None
+        text = path.read_bytes().decode()
     except UnicodeDecodeError:
         raise RecipeError("syntax", "not a UTF-8 text file", file=str(path)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise syntax_error(err, text, str(path)) from None
 
 
 def _load_with_bases(
@@ -160,44 +157,6 @@ def _record(sources: dict[KeyPath, str], key: KeyPath, value: Any, source: str) 
             _record(sources, (*key, i), v, source)
 
 
-_KEY_PART = re.compile(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_\-]+)')
-
-
-def _split_key(key: str, strict: bool = False) -> KeyPath:
-    """`a.b[1]."c.*".d` -> ("a", "b", 1, "c.*", "d"). Non-strict: return what parsed before a problem."""
-    parts: list[str | int] = []
-    pos, key = 0, key.strip()
-    while pos < len(key):
-        m = _KEY_PART.match(key, pos)
-        if not m:
-            break
-        parts.append(next(g for g in m.groups() if g is not None))
-        pos = m.end()
-        while (idx := re.match(r"\[(\d+)\]", key[pos:])) is not None:
-            parts.append(int(idx.group(1)))
-            pos += idx.end()
-        if pos == len(key):
-            return tuple(parts)
-        if key[pos] != ".":
-            break
-        pos += 1
-    if strict:
-        raise ValueError(key)
-    return tuple(parts)
-
-
-def format_key(key: KeyPath) -> str:
-    """("paramwise", "rules", "head.*", "lr_mult") -> `paramwise.rules."head.*".lr_mult`."""
-    out = ""
-    for part in key:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            text = part if re.fullmatch(r"[A-Za-z0-9_\-]+", part) else f'"{part}"'
-            out += ("." if out else "") + text
-    return out
-
-
 def parse_override(item: str) -> tuple[KeyPath, Any]:
     """Parse `key.path=value`; the value is a TOML value, or a plain string when it is not valid TOML."""
     if "=" not in item:
@@ -206,7 +165,7 @@ def parse_override(item: str) -> tuple[KeyPath, Any]:
         )
     key_text, _, value_text = item.partition("=")
     try:
-        key = _split_key(key_text, strict=True)
+        key = split_key(key_text, strict=True)
     except ValueError:
         key = ()
     if not key:
@@ -259,10 +218,7 @@ def _set_path(cfg: dict[str, Any], key: KeyPath, value: Any, sources: dict[KeyPa
 
 def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Check `raw` against the schema; return plain data with defaults filled and no None values."""
-    try:
-        model = RecipeCfg.model_validate(raw)
-    except ValidationError as err:
-        raise _to_recipe_error(err, raw) from None
+    model = validate_section(RecipeCfg, raw, ())
     return _drop_none(model.model_dump(mode="python"))
 
 
@@ -272,115 +228,6 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_drop_none(v) for v in value]
     return value
-
-
-MMENGINE_NAMES = {
-    "custom_keys": "MMEngine's custom_keys is [paramwise.rules] here (fnmatch globs on parameter names; "
-    "MMEngine's key 'k' is the glob '*k*')",
-    "paramwise_cfg": "MMEngine's paramwise_cfg is the top-level [paramwise] table here",
-    "optim_wrapper": "MMEngine's optim_wrapper is [optimizer] (its optimizer) and [clip_grad] here",
-    "param_scheduler": "MMEngine's param_scheduler is the [[schedule]] list here",
-    "accumulative_counts": "MMEngine's accumulative_counts is train.accumulate here",
-    "max_epochs": "MMEngine's max_epochs is train.epochs here",
-    "max_iters": "MMEngine's max_iters is train.max_steps here",
-}
-"""Unknown keys that are MMEngine's names for one of ours: the message names ours."""
-
-_EXPECTED = {
-    "float_type": "a number",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "list_type": "a list (TOML array)",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-}
-
-
-def _describe(value: Any) -> str:
-    kind = {
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-    text = repr(value)
-    return kind if len(text) > 40 or isinstance(value, dict) else f"{kind} {text}"
-
-
-def _schema_at(loc: KeyPath) -> type[BaseModel] | None:
-    """The schema class of the table at `loc`, or None where the table is free-form."""
-    cls: Any = RecipeCfg
-    skip_next = False
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if skip_next:  # a free-form key of a dict[str, Model] table, e.g. a rule's glob
-            skip_next = False
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return None
-        info = cls.model_fields.get(str(part))
-        if info is None:
-            return None
-        skip_next = getattr(info.annotation, "__origin__", None) is dict
-        cls = _model_in(info.annotation)
-    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) and not skip_next else None
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _to_recipe_error(err: ValidationError, raw: dict[str, Any]) -> RecipeError:
-    """The first schema problem as a RecipeError with its key path and a plain-words message."""
-    errors = err.errors(include_url=False)
-    # Prefer unknown keys and missing keys (clearest), then the rest in order.
-    order = {"extra_forbidden": 0, "missing": 1}
-    e = sorted(errors, key=lambda e: order.get(e["type"], 2))[0]
-    loc: KeyPath = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    loc = tuple(p for p in loc if p not in ("float", "literal['inf']", "str", "int"))
-    kind = e["type"]
-    value = e.get("input")
-    ctx = e.get("ctx") or {}
-    if kind == "extra_forbidden":
-        parent = _schema_at(loc[:-1])
-        allowed = sorted(parent.model_fields) if parent else []
-        what = "table" if isinstance(value, dict) else "key"
-        if str(loc[-1]) in MMENGINE_NAMES:
-            return RecipeError(format_key(loc), f"unknown {what}: {MMENGINE_NAMES[str(loc[-1])]}")
-        hint = did_you_mean(str(loc[-1]), allowed)
-        listing = f" (allowed: {', '.join(allowed)})" if allowed and not hint else ""
-        return RecipeError(format_key(loc), f"unknown {what}{hint}{listing}")
-    if kind == "finite_number":
-        return RecipeError(format_key(loc), f"must be a finite number, got {value!r}")
-    if kind == "missing":
-        return RecipeError(format_key(loc), "required key is missing")
-    if kind in _EXPECTED:
-        return RecipeError(format_key(loc), f"expected {_EXPECTED[kind]}, got {_describe(value)}")
-    if kind == "literal_error":
-        return RecipeError(format_key(loc), f"got {value!r}; allowed: {ctx.get('expected')}")
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-    if kind in bounds:
-        limit = next(iter(ctx.values()))
-        return RecipeError(format_key(loc), f"must be {bounds[kind]} {limit}, got {value!r}")
-    if kind == "value_error":
-        msg = str(ctx.get("error", e["msg"]))
-        sub, sep, rest = msg.partition(": ")
-        if sep and re.fullmatch(r"[a-z_]+", sub):
-            return RecipeError(format_key((*loc, sub)) if sub != "length" else format_key(loc), rest)
-        return RecipeError(format_key(loc), msg)
-    return RecipeError(format_key(loc), e["msg"])
 
 
 def _import_modules(modules: list[str]) -> None:
@@ -399,7 +246,7 @@ def check_sections(cfg: dict[str, Any]) -> None:
     from trainer.data import validate_data_cfg
     from trainer.model import validate_model_cfg
     from trainer.optim import validate_optimizer_cfg, validate_paramwise_cfg
-    from trainer.optim.config import optimizer_hyperparams
+    from trainer.optim.hyperparams import optimizer_hyperparams
     from trainer.schedule import validate_schedule
 
     validate_model_cfg(cfg["model"])

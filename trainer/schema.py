@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+NO_EVAL = "none"
+"""The `data.eval_split` value that disables evaluation (compared case-insensitively)."""
+
 
 class Section(BaseModel):
     """A recipe table: unknown keys are errors, types are strict (a string is never a number), numbers are
@@ -45,23 +48,29 @@ class ModelCfg(OpenSection):
     drop_path_rate: float | None = Field(None, ge=0.0, lt=1.0)
     """Stochastic depth rate (timm's argument, where the model has one)."""
 
+    @model_validator(mode="after")
+    def _safetensors(self) -> ModelCfg:
+        if self.weights is not None and not self.weights.endswith(".safetensors"):
+            raise ValueError(f"weights: expected a local .safetensors file, got {self.weights!r}")
+        return self
+
 
 class DataCfg(Section):
     """`[data]`: a Hugging Face `datasets` dataset and its image pipeline."""
 
-    path: str
+    path: str = Field(min_length=1)
     """Hub name, a directory written by `save_to_disk`, an image folder, or parquet file(s) / a glob."""
     format: Literal["auto", "hub", "disk", "imagefolder", "parquet"] = "auto"
     """How to read `path`; "auto" detects it."""
-    name: str | None = None
+    name: str | None = Field(None, min_length=1)
     """Hub configuration name, where the dataset has several."""
-    image_column: str = "image"
+    image_column: str = Field("image", min_length=1)
     """Column holding the images."""
-    label_column: str = "label"
+    label_column: str = Field("label", min_length=1)
     """Column holding integer class labels."""
-    train_split: str = "train"
+    train_split: str = Field("train", min_length=1)
     """Split to train on."""
-    eval_split: str = "validation"
+    eval_split: str = Field("validation", min_length=1)
     """Split to evaluate on; "none" disables evaluation."""
     eval_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     """Hold out this fraction of the train split for evaluation when `eval_split` does not exist."""
@@ -83,6 +92,18 @@ class DataCfg(Section):
     """Drop the last incomplete train batch (timm's default: every micro-batch has batch_size samples)."""
     augment: dict[str, Any] = {}
     """Keyword arguments for timm's `create_transform` in the train pipeline (auto_augment, re_prob, ...)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataCfg:
+        if self.name is not None and self.format not in ("auto", "hub"):
+            raise ValueError(f"name: is a hub config name; format {self.format!r} has no configs")
+        if self.eval_fraction is not None and self.eval_split.lower() == NO_EVAL:
+            raise ValueError(f"eval_fraction: is set but data.eval_split = {NO_EVAL!r} disables evaluation")
+        if self.num_workers == 0 and self.persistent_workers:
+            raise ValueError("persistent_workers: needs data.num_workers >= 1 (there are no workers to keep)")
+        if self.num_workers == 0 and self.prefetch_factor is not None:
+            raise ValueError("prefetch_factor: needs data.num_workers >= 1 (only workers prefetch)")
+        return self
 
 
 class TrainCfg(Section):

@@ -1,11 +1,14 @@
-"""timm's train and eval image pipelines for a model, applied lazily to Hugging Face dataset batches."""
+"""The image pipeline: timm's train and eval transforms for a model, applied lazily to Hugging Face dataset
+batches as `pixel_values` / `labels`, checked on one example, and collated into (pixels, labels) batches."""
 
 from __future__ import annotations
 
 import inspect
+import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from timm.data import create_transform, resolve_data_config
 
@@ -36,10 +39,8 @@ def augment_arg_names() -> list[str]:
     return sorted(name for name in params if name not in RESERVED_AUGMENT_ARGS)
 
 
-def validate_augment(augment: Any) -> None:
+def validate_augment(augment: Mapping[str, Any]) -> None:
     """Check `[data.augment]` names against create_transform's signature (values are checked at build)."""
-    if not isinstance(augment, Mapping):
-        raise RecipeError("data.augment", f"must be a table of create_transform arguments, got {augment!r}")
     allowed = augment_arg_names()
     for name in augment:
         if name in RESERVED_AUGMENT_ARGS:
@@ -155,9 +156,11 @@ def build_transforms(
     image_size: int | None = None,
     augment: Mapping[str, Any] | None = None,
 ) -> tuple[ImageClassificationTransform, ImageClassificationTransform]:
-    """Train (augmented, per `augment`) and eval pipelines from timm's data config for `model`."""
+    """Train (augmented, per `augment`) and eval pipelines from timm's data config for `model`.
+
+    `augment`'s names are not checked here: `validate_augment` does it once, with the rest of `[data]`.
+    """
     augment = dict(augment or {})
-    validate_augment(augment)
     config = resolve_input_config(model, image_size, augment)
     train_args = {**augment, **{k: config[k] for k in ("input_size", "mean", "std", "crop_pct", "crop_mode")}}
     train_args.setdefault("interpolation", config["interpolation"])
@@ -176,3 +179,47 @@ def build_transforms(
         ImageClassificationTransform(train_tf, image_column, label_column, in_chans),
         ImageClassificationTransform(eval_tf, image_column, label_column, in_chans),
     )
+
+
+def collate_image_batch(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack transformed examples into (pixel_values float [B, C, H, W], labels int64 [B])."""
+    pixels = torch.stack([ex["pixel_values"] for ex in examples])
+    labels = torch.tensor([ex["labels"] for ex in examples], dtype=torch.int64)
+    return pixels, labels
+
+
+def probe_pipelines(ds: Any, split: str, pipelines: dict[str, Any], in_chans: int) -> None:
+    """Run the first image of `split` through each pipeline, so bad images or augment values fail now.
+
+    Tries the eval pipeline first: if it works and the train one fails, the augment options are to blame.
+    Random augmentations draw from the global RNGs; their state is restored so probing changes nothing.
+    """
+    try:
+        example = ds[:1]
+    except Exception as err:  # any decode failure is a data error for the user
+        raise RecipeError(
+            "data.image_column",
+            f"cannot decode the first image of split {split!r}: {type(err).__name__}: {err}",
+        ) from None
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        for name, pipeline in pipelines.items():
+            key = "data.augment" if name == "train" else "data.image_column"
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    pixels = pipeline(example)["pixel_values"][0]
+            except Exception as err:  # any transform failure is a data error for the user
+                raise RecipeError(
+                    key,
+                    f"the {name} pipeline fails on the first image of split {split!r}:"
+                    f" {type(err).__name__}: {err}",
+                ) from None
+            if pixels.ndim != 3 or pixels.shape[0] != in_chans or not pixels.is_floating_point():
+                raise RecipeError(
+                    key,
+                    f"the {name} pipeline gives {tuple(pixels.shape)} {pixels.dtype} for split {split!r};"
+                    f" the model needs a float tensor of shape ({in_chans}, H, W)",
+                )
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)

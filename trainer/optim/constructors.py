@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 
 from trainer.errors import RecipeError
+from trainer.optim.constructor_cfg import constructor_cfg
 from trainer.registry import Registry
 
 
@@ -24,7 +25,6 @@ class Constructor(Protocol):
 
 
 CONSTRUCTORS: Registry[Constructor] = Registry("optimizer constructor")
-DEFAULT_CONSTRUCTOR = "Default"
 
 
 def register_constructor(
@@ -41,23 +41,6 @@ def register_constructor(
         return CONSTRUCTORS.register(item, name=name)
 
     return add if fn is None else add(fn)
-
-
-def constructor_cfg(optimizer_cfg: dict[str, Any]) -> dict[str, Any]:
-    """``[optimizer.constructor]`` as a dict with a ``type`` (a bare string is taken as the type)."""
-    cfg = optimizer_cfg.get("constructor")
-    if cfg is None:
-        return {"type": DEFAULT_CONSTRUCTOR}
-    if isinstance(cfg, str):
-        return {"type": cfg}
-    if not isinstance(cfg, dict):
-        raise RecipeError("optimizer.constructor", f"expected a table with a 'type', got {cfg!r}")
-    return {"type": DEFAULT_CONSTRUCTOR, **cfg}
-
-
-def constructor_args(optimizer_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The constructor's own arguments (``[optimizer.constructor]`` without ``type``)."""
-    return {k: v for k, v in constructor_cfg(optimizer_cfg).items() if k != "type"}
 
 
 def get_constructor(optimizer_cfg: dict[str, Any]) -> Constructor:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from trainer.errors import RecipeError
-from trainer.optim.config import BaseHyperparams
+from trainer.optim.hyperparams import BaseHyperparams
+from trainer.optim.plan import ParamPlan
 from trainer.optim.registry import instantiate_optimizer
-
-if TYPE_CHECKING:
-    from trainer.optim.paramwise import ParamPlan
 
 REPORT_ATTR = "paramwise_report"
 """Attribute of a built optimizer: {parameter name: {"rule", "kind"}} for every parameter, frozen included."""

@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from trainer.errors import RecipeError, did_you_mean
-from trainer.optim.config import base_hyperparams, is_number, parse_paramwise
-from trainer.optim.constructors import constructor_args
+from trainer.optim.constructor_cfg import constructor_args
 from trainer.optim.groups import make_optimizer
+from trainer.optim.hyperparams import base_hyperparams
 from trainer.optim.paramwise import plan_parameters
+from trainer.optim.paramwise_options import parse_paramwise
 from trainer.optim.rules import RuleMatcher
+from trainer.values import is_number
 
 ARGS = ("decay_rate", "layer_decay_rate", "exclude_1d", "exclude_no_weight_decay")
 

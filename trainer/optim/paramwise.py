@@ -14,28 +14,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from trainer.errors import RecipeError, did_you_mean
-from trainer.optim.config import ParamwiseOptions, base_hyperparams, parse_paramwise
 from trainer.optim.groups import make_optimizer
+from trainer.optim.hyperparams import base_hyperparams
+from trainer.optim.paramwise_options import ParamwiseOptions, parse_paramwise
+from trainer.optim.plan import ParamPlan
 from trainer.optim.rules import RuleMatcher
 
 NORM_TYPES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 """MMEngine's norm layers; subclasses count (timm's LayerNorm2d, BatchNormAct2d); RMSNorm does not."""
-
-
-@dataclass
-class ParamPlan:
-    """How one parameter is optimized: its multipliers and why (the rule that matched, the type rule)."""
-
-    name: str
-    param: nn.Parameter
-    rule: str | None = None
-    kind: str | None = None
-    lr_mult: float = 1.0
-    decay_mult: float = 1.0
-    frozen: bool = False
-    duplicate_of: str | None = None
-    layer_id: int | None = None
-    lr_scale: float = 1.0
 
 
 @lru_cache(maxsize=1)

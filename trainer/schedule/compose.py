@@ -16,6 +16,7 @@ import numpy as np
 
 from trainer.errors import RecipeError
 from trainer.schedule.units import Window
+from trainer.values import is_number
 
 
 @dataclass
@@ -69,7 +70,7 @@ def initial_values(name: str, param_groups: list[dict[str, Any]], key: str) -> t
     """Each group's starting value of `name`, and whether it lives in betas[0] (Adam-like momentum)."""
     values, betas = [], []
     for i, group in enumerate(param_groups):
-        if name in group and _is_number(group[name]):
+        if name in group and is_number(group[name]):
             values.append(float(group[name]))
             betas.append(False)
         elif name == "momentum" and "betas" in group:
@@ -82,13 +83,9 @@ def initial_values(name: str, param_groups: list[dict[str, Any]], key: str) -> t
                 f"`betas` (the optimizer has no momentum to schedule)",
             )
         else:
-            found = ", ".join(k for k, v in group.items() if _is_number(v))
+            found = ", ".join(k for k, v in group.items() if is_number(v))
             raise RecipeError(key, f"param group {i} has no numeric {name!r} to schedule (it has: {found})")
     return values, betas
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def compose(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from trainer.errors import RecipeError, did_you_mean
 from trainer.schedule.schedulers import REQUIRED, SCHEDULERS, Arg, ParamScheduler
+from trainer.values import is_finite_number
 
 _KIND_TEXT = {
     "int": "an integer",
@@ -182,7 +182,7 @@ def _is_kind(value: Any, kind: str) -> bool:
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return is_finite_number(value)
     if kind == "bool":
         return isinstance(value, bool)
     return isinstance(value, str)
