@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from runs import SGD, assert_same_weights, make_dataset, recipe_text, records, run, train_run, weights
 
 pytestmark = pytest.mark.slow
