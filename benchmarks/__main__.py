@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.data import data_wait
+from benchmarks.data import data_wait, seeding_cost
 from benchmarks.loops import Case, measure_case
 from benchmarks.setup import optimizer_setup_cost, schedule_cost, startup_phases
 
@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
         result = startup_phases(spec["recipe"], spec["overrides"])
     elif mode == "data":
         result = data_wait(spec["recipe"], spec["settings"], spec["epochs"], spec["skip"])
+        result["seeding"] = seeding_cost(spec["recipe"], [1, 2])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     out.write_text(json.dumps(result))

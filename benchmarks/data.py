@@ -40,7 +40,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
     from accelerate.utils import set_seed
 
     from trainer.build import build_run, make_accelerator
-    from trainer.data import loader_options
+    from trainer.data import loader_options, set_epoch
     from trainer.recipe import load_recipe
 
     accelerator = None
@@ -59,7 +59,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
         )
         step = 0
         for epoch in range(epochs):
-            train_dl.set_epoch(epoch)
+            set_epoch(train_dl, epoch)
             batches = iter(train_dl)
             while True:
                 t0 = time.perf_counter()
@@ -93,6 +93,46 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
         "torch_threads": torch.get_num_threads(),
         "settings": results,
     }
+
+
+def seeding_cost(recipe_path: str, workers: list[int], rounds: int = 3) -> list[dict[str, Any]]:
+    """Loader images/s with each sample's augmentation seeded from (seed, epoch, index) against the same
+    loader unseeded, per worker count: the cost of exact resume. Epochs of the two alternate (interleaved
+    rounds, persistent workers warmed by one epoch first); the ratio is of the medians."""
+    import torch
+
+    from trainer.data import build_dataloaders
+    from trainer.model import build_model
+    from trainer.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, ['data.eval_split="none"'])
+    model = build_model(recipe.cfg["model"])
+    results = []
+    for n in workers:
+        cfg = {**recipe.cfg["data"], "num_workers": n}
+        loaders = {"seeded": build_dataloaders(cfg, model, seed=0)[0]}
+        loaders["unseeded"] = build_dataloaders(cfg, model, seed=0)[0]
+        loaders["unseeded"].dataset.seed = None  # before its workers start: they copy the dataset
+        rates: dict[str, list[float]] = {name: [] for name in loaders}
+        for epoch in range(rounds + 1):
+            for name, loader in loaders.items():
+                loader.dataset.set_epoch(epoch)
+                start, images = time.perf_counter(), 0
+                for _, labels in loader:
+                    images += len(labels)
+                if epoch:  # the first epoch starts the workers
+                    rates[name].append(images / (time.perf_counter() - start))
+        medians = {name: statistics.median(r) for name, r in rates.items()}
+        results.append(
+            {
+                "num_workers": n,
+                "images_per_sec": {name: round(m, 1) for name, m in medians.items()},
+                "ratio": round(medians["seeded"] / medians["unseeded"], 4),
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+        del loaders
+    return results
 
 
 def recommend_loader(

@@ -105,6 +105,12 @@ def format_data(data: dict[str, Any]) -> str:
             f" {str(s['pin_memory']):>5s} {s['first_batch_s']:6.2f}s {s['wait_fraction']:6.1%}"
             f" {s['median_wait_ms']:8.2f} {s['median_step_ms']:8.2f} {s['samples_per_sec']:9.1f}"
         )
+    for row in data.get("seeding", []):
+        rate = row["images_per_sec"]
+        lines.append(
+            f"  per-sample seeded augmentation, {row['num_workers']} worker(s): {rate['seeded']:.0f} vs"
+            f" {rate['unseeded']:.0f} images/s unseeded = {row['ratio']:.3f}x"
+        )
     rec = data["recommended"]
     lines.append(
         f"  recommended: num_workers={rec['num_workers']}"

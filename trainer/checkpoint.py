@@ -27,6 +27,10 @@ class TrainerState:
     epoch: int = 0
     batches_done: int = 0
     schedule: dict[str, Any] | None = None
+    meter: dict[str, Any] | None = None
+    """The open log window (loss sums per process, micro-batches): the first record after a resume is the
+    record the uninterrupted run writes."""
+    skipped_steps: int = 0
 
     def next_epoch(self) -> None:
         self.epoch += 1

@@ -23,6 +23,7 @@ from trainer.errors import RecipeError, did_you_mean
 from trainer.schedule.units import batches_per_epoch  # noqa: F401 - re-exported for the data API
 from trainer.schema import NO_EVAL, DataCfg
 from trainer.schema_errors import validate_section
+from trainer.seeding import SeededTransform
 from trainer.transforms import (
     build_transforms,
     collate_image_batch,
@@ -206,7 +207,8 @@ def build_dataloaders(
 
     The train sampler is a plain RandomSampler, which `accelerator.prepare` swaps for Accelerate's
     SeedableRandomSampler under `DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)`;
-    then each epoch's order is a function of (data_seed, epoch): call `loader.set_epoch(epoch)` every epoch.
+    then each epoch's order is a function of (data_seed, epoch). Each sample's augmentation is a function of
+    (seed, epoch, index) (`SeededTransform`): call `set_epoch(loader, epoch)` every epoch.
     """
     cfg = data_config(data_cfg)
     validate_augment(cfg.augment)
@@ -227,10 +229,9 @@ def build_dataloaders(
     )
     in_chans = model_in_chans(model)
     probe_pipelines(train_ds, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)
-    train_ds = train_ds.with_transform(train_tf)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
-        train_ds,
+        SeededTransform(train_ds, train_tf, seed=seed),
         batch_size=cfg.batch_size,
         shuffle=True,
         generator=generator,
@@ -241,9 +242,8 @@ def build_dataloaders(
     if eval_ds is None:
         return train_loader, None
     probe_pipelines(eval_ds, cfg.eval_split, {"eval": eval_tf}, in_chans)
-    eval_ds = eval_ds.with_transform(eval_tf)
     eval_loader = DataLoader(
-        eval_ds,
+        SeededTransform(eval_ds, eval_tf, seed=None),
         batch_size=cfg.eval_batch_size or cfg.batch_size,
         shuffle=False,
         drop_last=False,
@@ -251,6 +251,14 @@ def build_dataloaders(
         **options,
     )
     return train_loader, eval_loader
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Start `epoch` of a prepared train loader: its order (Accelerate's seedable sampler) and the
+    augmentation of its samples (Accelerate does not pass the epoch on to a dataset under its sampler)."""
+    loader.set_epoch(epoch)
+    if isinstance(loader.dataset, SeededTransform):
+        loader.dataset.set_epoch(epoch)
 
 
 def _parquet_files(path: str) -> dict[str, Any]:

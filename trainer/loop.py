@@ -25,6 +25,7 @@ from trainer.checkpoint import (
     restore,
     save_checkpoint,
 )
+from trainer.data import set_epoch
 from trainer.errors import EXIT_PREEMPTED
 from trainer.evaluate import evaluate
 from trainer.intervals import Intervals
@@ -81,8 +82,13 @@ def train(
     stop.install()
     grad_norm = None
 
+    if state.meter:  # a resumed run continues the open log window and the skip count
+        meter.load_state_dict(state.meter, accelerator)
+    skips.total = state.skipped_steps
+
     def save() -> None:
         guard.check(accelerator)  # never checkpoint weights that saw a NaN
+        state.meter, state.skipped_steps = meter.state_dict(accelerator), skips.total
         _save(accelerator, state, schedule, recipe)
 
     try:
@@ -164,11 +170,12 @@ def epoch_batches(
 ) -> Iterator[Any]:
     """Micro-batches from where `state` stands, epoch after epoch, until training is done.
 
-    Each epoch's order is a function of (seed, epoch) (`set_epoch`); a resumed epoch skips the micro-batches
-    it already consumed. The caller counts `state.batches_done` and closes each full epoch.
+    Each epoch's order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch, index)
+    (`set_epoch`); a resumed epoch skips the micro-batches it already consumed. The caller counts
+    `state.batches_done` and closes each full epoch.
     """
     while state.step < total_steps:
-        train_dl.set_epoch(state.epoch)
+        set_epoch(train_dl, state.epoch)
         loader = train_dl
         if state.batches_done:  # mid-epoch resume: skip what this epoch already consumed
             loader = accelerator.skip_first_batches(train_dl, state.batches_done)

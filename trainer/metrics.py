@@ -49,6 +49,21 @@ class WindowMeter:
         self.loss_sum += loss.detach()
         self.micro_batches += 1
 
+    def state_dict(self, accelerator) -> dict[str, Any]:
+        """Every process's open loss sum and the window's micro-batches (a gather: call at sync points)."""
+        sums = (
+            accelerator.gather(self.loss_sum.float()[None])
+            if accelerator.num_processes > 1
+            else self.loss_sum[None]
+        )
+        return {"loss_sums": sums.tolist(), "micro_batches": self.micro_batches}
+
+    def load_state_dict(self, state: dict[str, Any], accelerator) -> None:
+        """Reopen a checkpoint's window on the same process count; another count starts a new window."""
+        if len(state["loss_sums"]) == accelerator.num_processes:
+            self.loss_sum.fill_(state["loss_sums"][accelerator.process_index])
+            self.micro_batches = state["micro_batches"]
+
     def record(self, accelerator, step: int) -> dict[str, float]:
         """Mean loss over every process's micro-batches since the last record, and samples/s; then reset.
 

@@ -117,7 +117,8 @@ def _strict_image_size(model: torch.nn.Module) -> bool:
 
 
 class ImageClassificationTransform:
-    """Batch transform for `Dataset.with_transform`: images -> `pixel_values`, labels -> `labels`.
+    """Batch transform of dataset columns: images -> `pixel_values`, labels -> `labels` (`SeededTransform`
+    applies it one sample at a time).
 
     Images are converted to the model's channel mode first, so grayscale data feeds a 3-channel model.
     A class (not a closure) so DataLoader workers can pickle it under any start method.
@@ -143,6 +144,12 @@ class ImageClassificationTransform:
             "pixel_values": [self.transform(img) for img in images],
             "labels": batch[self.label_column],
         }
+
+    def example(self, batch: dict[str, list[Any]], j: int) -> dict[str, Any]:
+        """Example `j` of a fetched batch, transformed (what `SeededTransform` calls once per sample)."""
+        img = batch[self.image_column][j]
+        img = img if img.mode == self.mode else img.convert(self.mode)
+        return {"pixel_values": self.transform(img), "labels": batch[self.label_column][j]}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mode={self.mode!r}, transform={self.transform})"
