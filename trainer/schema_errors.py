@@ -86,8 +86,10 @@ def to_recipe_error(err: ValidationError, prefix: KeyPath = ()) -> RecipeError:
     if kind == "value_error":
         msg = str(ctx.get("error", e["msg"]))
         sub, sep, rest = msg.partition(": ")
-        if sep and re.fullmatch(r"[a-z_]+", sub):
-            return RecipeError(format_key((*loc, sub)) if sub != "length" else format_key(loc), rest)
+        if sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", sub):  # "key: ..." or "table.key: ..."
+            return RecipeError(
+                format_key((*loc, *sub.split("."))) if sub != "length" else format_key(loc), rest
+            )
         return RecipeError(format_key(loc), msg)
     return RecipeError(format_key(loc), e["msg"])
 
