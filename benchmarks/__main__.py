@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.data import data_wait, seeding_cost
+from benchmarks.features import measure_features
 from benchmarks.loops import Case, measure_case
 from benchmarks.setup import optimizer_setup_cost, schedule_cost, startup_phases
 
@@ -18,6 +19,9 @@ def main(argv: list[str]) -> int:
         profile_dir = Path(spec["profile_dir"]) if spec.get("profile_dir") else None
         with tempfile.TemporaryDirectory(prefix="bench_case_") as tmp:
             result = measure_case(Case(**spec["case"]), Path(tmp), profile_dir)
+    elif mode == "features":
+        with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
+            result = measure_features(Case(**spec["case"]), Path(tmp))
     elif mode == "setup":
         result = {"optimizer": optimizer_setup_cost(), "schedule": schedule_cost()}
     elif mode == "phases":

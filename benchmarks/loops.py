@@ -232,10 +232,13 @@ def paramwise_rules(model: Any) -> dict[str, dict[str, float]]:
     return rules
 
 
-def trainer_recipe(case: Case, output_dir: Path, rules: dict[str, Any]) -> dict[str, Any]:
-    """The recipe of (a): paramwise rules, warmup + cosine, clipping, accumulation; no eval, one save."""
+def trainer_recipe(
+    case: Case, output_dir: Path, rules: dict[str, Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The recipe of (a): paramwise rules, warmup + cosine, clipping, accumulation; no eval, one save;
+    `extra` adds tables (the features section's [mixup], [ema])."""
     w = case.window_steps
-    return {
+    return (extra or {}) | {
         "seed": case.seed,
         "output_dir": str(output_dir),
         "model": model_cfg(case),
@@ -268,7 +271,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_trainer(case: Case, workdir: Path) -> RoundResult:
+def run_trainer(case: Case, workdir: Path, extra: dict[str, Any] | None = None) -> RoundResult:
     """(a): `trainer.loop.train` on the synthetic loader; wall samples/s from its metrics.jsonl records."""
     import tomli_w
 
@@ -279,7 +282,7 @@ def run_trainer(case: Case, workdir: Path) -> RoundResult:
     workdir.mkdir(parents=True, exist_ok=True)
     rules = paramwise_rules(build_model(model_cfg(case), device="meta"))
     path = workdir / "recipe.toml"
-    path.write_text(tomli_w.dumps(trainer_recipe(case, workdir / "run", rules)))
+    path.write_text(tomli_w.dumps(trainer_recipe(case, workdir / "run", rules, extra)))
     recipe = load_recipe(path)
     loader = synthetic_loader(case)
     code = train(recipe, dataloaders=(loader, None))

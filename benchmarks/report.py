@@ -119,3 +119,15 @@ def format_data(data: dict[str, Any]) -> str:
         " within 3% of the best throughput)"
     )
     return "\n".join(lines)
+
+
+def format_features(features: dict[str, Any]) -> str:
+    lines = [
+        f"recipe features: our loop on {features['model']} {features['image_size']}px, batch"
+        f" {features['batch_size']}, against the same recipe without them (samples/s, ratio)"
+    ]
+    for name, rate in features["wall"]["samples_per_sec"].items():
+        ratio = features["wall"]["ratio_vs_plain"][name]
+        cpu_ratio = features["cpu"]["ratio_vs_plain"][name]
+        lines.append(f"  {name:18s} {rate:9.1f}  {ratio:.3f}x wall  {cpu_ratio:.3f}x cpu")
+    return "\n".join(lines)

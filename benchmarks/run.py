@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from benchmarks.loops import OVERHEAD_MODEL, Case, Timing, summarize_case
 from benchmarks.process import run_child
 from benchmarks.setup import IMPORT_FLOOR, import_cost, time_to_first_step
 
-SECTIONS = ("throughput", "overhead", "setup", "data")
+SECTIONS = ("throughput", "overhead", "setup", "data", "features")
 
 QUICKSTART = "recipes/quickstart.toml"
 """The recipe of the setup section's start-to-first-step runs and the data section's default."""
@@ -113,6 +113,11 @@ def run_benchmark(config: BenchConfig, print_fn: Callable[[str], None] = print) 
         data["recommended"] = recommend_loader(data["settings"])
         results["data"] = data
         print_fn(report.format_data(data))
+    if "features" in config.sections:
+        case = config.cases()[0]  # the first model, fp32, no accumulation
+        case = replace(case, precision="no", accumulate=1)
+        results["features"] = run_child("features", {"case": asdict(case)}, case.threads, case.device)
+        print_fn(report.format_features(results["features"]))
     return results
 
 

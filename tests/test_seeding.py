@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from runs import ROOT, records, train_command, train_env, weights
@@ -131,10 +132,12 @@ def test_persistent_workers_augment_as_the_main_process_does_epoch_after_epoch(a
     assert not torch.equal(in_main[0], in_main[6])  # epoch 1 is not epoch 0 again
 
 
-def quickstart(tmp_path: Path, name: str, *overrides: str) -> Path:
-    """recipes/quickstart.toml, two epochs, fp32, with the stop hook importable (inactive unless asked)."""
+def quickstart(tmp_path: Path, name: str, *overrides: str, recipe_name: str = "quickstart") -> Path:
+    """recipes/quickstart.toml (or another shipped recipe on the digits), two epochs, fp32, with the stop
+    hook importable (inactive unless asked)."""
     recipe = tmp_path / f"{name}.toml"
-    recipe.write_text((ROOT / "recipes" / "quickstart.toml").read_text())
+    text = (ROOT / "recipes" / f"{recipe_name}.toml").read_text()
+    recipe.write_text(text.replace('base = "', f'base = "{ROOT / "recipes"}/'))
     sets = [
         f'output_dir="{tmp_path / name}"',
         f'data.path="{ROOT / "data" / "digits"}"',
@@ -153,8 +156,15 @@ def hook_env(step: int | None = None) -> dict[str, str]:
     return env
 
 
-def train_quickstart(tmp_path: Path, name: str, *overrides: str, nproc: int = 1, stop_at: int | None = None):
-    recipe, args = quickstart(tmp_path, name, *overrides)
+def train_quickstart(
+    tmp_path: Path,
+    name: str,
+    *overrides: str,
+    nproc: int = 1,
+    stop_at: int | None = None,
+    recipe_name: str = "quickstart",
+):
+    recipe, args = quickstart(tmp_path, name, *overrides, recipe_name=recipe_name)
     proc = subprocess.run(
         train_command(recipe, *args, nproc=nproc),
         env=hook_env(stop_at),
@@ -232,3 +242,26 @@ def test_two_processes_of_batch_8_train_as_one_process_of_batch_16_with_augmenta
     one_records, two_records = records(tmp_path / "one"), records(tmp_path / "two")
     losses = [(r["loss"], s["loss"]) for r, s in zip(one_records, two_records, strict=True)]
     assert len(losses) == 18 and all(x == pytest.approx(y, rel=1e-4) for x, y in losses)
+
+
+@pytest.mark.slow
+def test_resume_with_mixup_cutmix_and_ema_on_is_bit_equal(tmp_path):
+    """recipes/quickstart_mixup.toml (Mixup + CutMix drawn from (seed, step), EMA in every checkpoint)."""
+    mixing = ("data.num_workers=1",)
+    ref, _, _ = train_quickstart(tmp_path, "ref", *mixing, recipe_name="quickstart_mixup")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    proc, recipe, args = train_quickstart(
+        tmp_path, "run", *mixing, recipe_name="quickstart_mixup", stop_at=30
+    )
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "step_00000030" / "model_ema.safetensors").is_file()
+    resumed = subprocess.run(
+        train_command(recipe, *args, "--resume", "auto"), env=hook_env(), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_bit_equal(tmp_path / "ref", tmp_path / "run")
+    ema_a = load_file(str(tmp_path / "ref" / "model_ema.safetensors"))
+    ema_b = load_file(str(tmp_path / "run" / "model_ema.safetensors"))
+    assert ema_a.keys() == ema_b.keys() and all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    evals = [r for r in records(tmp_path / "run") if "eval_top1" in r]
+    assert evals and all("ema_eval_top1" in r for r in evals)

@@ -11,13 +11,19 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration
+from accelerate.data_loader import prepare_data_loader
+from accelerate.utils import DistributedType, ProjectConfiguration
+from timm.data import Mixup
 from torch.utils.data import DataLoader
 
 from trainer.data import build_dataloaders
+from trainer.ema import ModelEma
+from trainer.errors import RecipeError
+from trainer.loss import Loss, build_loss, build_mixup
 from trainer.model import build_model
 from trainer.optim import build_optimizer
 from trainer.recipe import Recipe
+from trainer.sampler import RepeatedAugmentation
 from trainer.schedule import Schedule, build_schedule
 from trainer.schedule.units import TrainingLength
 
@@ -50,6 +56,9 @@ class Run:
     length: TrainingLength
     recipe_hparams: list[dict[str, Any]]
     """The param groups' hyper-parameters as the recipe sets them (they win over a checkpoint's)."""
+    criterion: Loss
+    mixup: Mixup | None
+    ema: ModelEma | None
 
 
 def build_run(
@@ -61,17 +70,34 @@ def build_run(
     is written. `dataloaders` replaces the recipe's data (the benchmark feeds synthetic batches)."""
     cfg = recipe.cfg
     model = build_model(cfg["model"])
+    mixup = build_mixup(cfg, getattr(model, "num_classes", 0), cfg["train"]["label_smoothing"])
+    if cfg.get("ema", {}).get("enabled") and accelerator.distributed_type == DistributedType.FSDP:
+        raise RecipeError("ema", "is not supported under FSDP (it would average sharded weights); use DDP")
     if dataloaders is None:
         with accelerator.main_process_first():  # rank 0 fills the datasets cache, the others read it
-            dataloaders = build_dataloaders(cfg["data"], model, seed=cfg["seed"])
+            dataloaders = build_dataloaders(
+                cfg["data"],
+                model,
+                seed=cfg["seed"],
+                num_replicas=accelerator.num_processes,
+                rank=accelerator.process_index,
+            )
     train_dl, eval_dl = dataloaders
     optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
     if cfg["model"].get("compile"):
         model = torch.compile(model)
-    model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    if isinstance(train_dl.sampler, RepeatedAugmentation):  # already one process's share: no resharding
+        model, optimizer = accelerator.prepare(model, optimizer)
+        train_dl = prepare_data_loader(train_dl, accelerator.device, num_processes=1, process_index=0)
+    else:
+        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     if eval_dl is not None:
         eval_dl = accelerator.prepare(eval_dl)
     length = TrainingLength.of(len(train_dl), cfg["train"])
+    ema = None
+    if cfg.get("ema", {}).get("enabled"):
+        begin = cfg["ema"]["begin"] * (length.steps_per_epoch if length.by_epoch else 1)
+        ema = ModelEma(accelerator.unwrap_model(model), cfg["ema"], begin_step=begin)  # DDP, compile
     schedule = build_schedule(
         cfg["schedule"],
         param_groups=optimizer.param_groups,
@@ -79,7 +105,8 @@ def build_run(
         train_cfg=cfg["train"],
     )
     hparams = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    return Run(model, optimizer, train_dl, eval_dl, schedule, length, hparams)
+    criterion = build_loss(cfg["train"], mixing=mixup is not None)
+    return Run(model, optimizer, train_dl, eval_dl, schedule, length, hparams, criterion, mixup, ema)
 
 
 @dataclass

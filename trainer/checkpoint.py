@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,12 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(
-    accelerator, output_dir: str | Path, state: TrainerState, recipe_toml: str, max_keep: int
+    accelerator,
+    output_dir: str | Path,
+    state: TrainerState,
+    recipe_toml: str,
+    max_keep: int,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write `checkpoints/step_N` via a temporary folder renamed into place once complete.
 
@@ -77,7 +83,12 @@ def save_checkpoint(
         _fsync_dir(root)
         _prune(root, max_keep)
 
-    for phase in (prepare, lambda: accelerator.save_state(str(tmp), safe_serialization=True), finalize):
+    def save_state() -> None:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        if main and extra is not None:  # the trainer's own files (EMA weights), before the manifest
+            extra(tmp)
+
+    for phase in (prepare, save_state, finalize):
         error = None
         try:
             phase()
@@ -180,12 +191,19 @@ def load_trainer_state(path: Path) -> TrainerState:
 
 
 def restore(
-    accelerator, path: Path, optimizer, schedule, recipe_hparams: list[dict[str, Any]]
+    accelerator,
+    path: Path,
+    optimizer,
+    schedule,
+    recipe_hparams: list[dict[str, Any]],
+    extra: Callable[[Path], None] | None = None,
 ) -> TrainerState:
     """Load the checkpoint at `path` into the prepared objects (weights, optimizer, RNGs, data position) and
     return where training stands; the current recipe's hyper-parameters win over the checkpoint's."""
     try:  # safetensors for weights, torch.load(weights_only=True) for the rest: no pickle code runs
         accelerator.load_state(str(path))
+        if extra is not None:
+            extra(path)
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is one line, not a traceback
         message = " ".join(str(err).split())[:300]
         raise RecipeError(

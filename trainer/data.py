@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainer.errors import RecipeError, did_you_mean
+from trainer.sampler import RepeatedAugmentation
 from trainer.schedule.units import batches_per_epoch  # noqa: F401 - re-exported for the data API
 from trainer.schema import NO_EVAL, DataCfg
 from trainer.schema_errors import validate_section
@@ -201,13 +202,15 @@ def quiet_progress_bars() -> Iterator[None]:
 
 
 def build_dataloaders(
-    data_cfg: Mapping[str, Any], model: torch.nn.Module, *, seed: int
+    data_cfg: Mapping[str, Any], model: torch.nn.Module, *, seed: int, num_replicas: int = 1, rank: int = 0
 ) -> tuple[DataLoader, DataLoader | None]:
     """Unprepared train (shuffled with a seeded generator) and eval DataLoaders yielding (pixels, labels).
 
     The train sampler is a plain RandomSampler, which `accelerator.prepare` swaps for Accelerate's
     SeedableRandomSampler under `DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)`;
-    then each epoch's order is a function of (data_seed, epoch). Each sample's augmentation is a function of
+    then each epoch's order is a function of (data_seed, epoch). With `data.repeated_augmentation` it is
+    this process's (`rank` of `num_replicas`) RepeatedAugmentation sampler instead, already sharded: the loop
+    prepares it without Accelerate's sharding. Each sample's augmentation is a function of
     (seed, epoch, index) (`SeededTransform`): call `set_epoch(loader, epoch)` every epoch.
     """
     cfg = data_config(data_cfg)
@@ -229,12 +232,17 @@ def build_dataloaders(
     )
     in_chans = model_in_chans(model)
     probe_pipelines(train_ds, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)
-    generator = torch.Generator().manual_seed(seed)
+    train_set = SeededTransform(train_ds, train_tf, seed=seed)
+    order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
+    if cfg.repeated_augmentation > 1:
+        sampler = RepeatedAugmentation(
+            train_set, num_replicas=num_replicas, rank=rank, num_repeats=cfg.repeated_augmentation, seed=seed
+        )
+        order = {"sampler": sampler}
     train_loader = DataLoader(
-        SeededTransform(train_ds, train_tf, seed=seed),
+        train_set,
         batch_size=cfg.batch_size,
-        shuffle=True,
-        generator=generator,
+        **order,
         drop_last=cfg.drop_last,
         collate_fn=collate_image_batch,
         **options,

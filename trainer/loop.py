@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from trainer.build import build_run, make_accelerator
+from trainer.build import Run, build_run, make_accelerator
 from trainer.checkpoint import (
     CheckpointError,
     TrainerState,
@@ -26,9 +25,11 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.data import set_epoch
+from trainer.ema import EMA_FILE, ModelEma
 from trainer.errors import EXIT_PREEMPTED
 from trainer.evaluate import evaluate
 from trainer.intervals import Intervals
+from trainer.loss import mix_batch
 from trainer.metrics import MetricsLog, WindowMeter, format_line
 from trainer.nonfinite import NonFiniteError, NonFiniteGuard, SkipCounter
 from trainer.recipe import Recipe
@@ -61,35 +62,30 @@ def train(
     set_seed(cfg["seed"])
     resume_from = resolve_resume(resume, output_dir)
     run = build_run(recipe, accelerator, dataloaders)  # fails on bad data before anything is written
-    model, optimizer, schedule, length = run.model, run.optimizer, run.schedule, run.length
+    model, optimizer, schedule, length, ema = run.model, run.optimizer, run.schedule, run.length, run.ema
     state = TrainerState()
     if resume_from is not None:
-        state = restore(accelerator, resume_from, optimizer, schedule, run.recipe_hparams)
+        load_ema = (lambda path: _load_ema(accelerator, run, path)) if ema else None
+        state = restore(accelerator, resume_from, optimizer, schedule, run.recipe_hparams, extra=load_ema)
     schedule.apply(optimizer, state.step)
     log = open_run_dir(accelerator, recipe, resume_from, state)
-
     due = Intervals(cfg, length, can_eval=run.eval_dl is not None)
     clip = cfg.get("clip_grad")
-    label_smoothing = tcfg["label_smoothing"]
     fp16 = accelerator.mixed_precision == "fp16"
     skip_nonfinite = tcfg["on_nonfinite"] == "skip"
     guard = NonFiniteGuard(accelerator.device, state.step, enabled=not skip_nonfinite)
-    skips = SkipCounter(MAX_CONSECUTIVE_SKIPS)
+    skips = SkipCounter(MAX_CONSECUTIVE_SKIPS, total=state.skipped_steps)  # counts go on after a resume
     samples_per_step = cfg["data"]["batch_size"] * length.accumulate * accelerator.num_processes
-    meter = WindowMeter(accelerator.device, samples_per_step, state.step)
+    meter = WindowMeter(accelerator, samples_per_step, state)
     progress = _progress_bar(accelerator, length.total_steps, state.step)
     stop = StopRequest(accelerator, tcfg["signal_check_every"])
     stop.install()
     grad_norm = None
 
-    if state.meter:  # a resumed run continues the open log window and the skip count
-        meter.load_state_dict(state.meter, accelerator)
-    skips.total = state.skipped_steps
-
     def save() -> None:
         guard.check(accelerator)  # never checkpoint weights that saw a NaN
         state.meter, state.skipped_steps = meter.state_dict(accelerator), skips.total
-        _save(accelerator, state, schedule, recipe)
+        _save(accelerator, state, schedule, recipe, ema)
 
     try:
         model.train()
@@ -97,9 +93,12 @@ def train(
             # Accelerate divides every loss by `accumulate`; a short last window is rescaled to its mean.
             window = length.window(state.batches_done)
             finite = True
+            targets = labels
+            if run.mixup is not None:  # a function of (seed, step, micro-batch): the same after a resume
+                images, targets = mix_batch(run.mixup, images, labels, cfg["seed"], state)
             with accelerator.accumulate(model):
                 logits = model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+                loss = run.criterion(logits, targets)
                 accelerator.backward(
                     loss * (length.accumulate / window) if window != length.accumulate else loss
                 )
@@ -125,6 +124,8 @@ def train(
                 state.step += 1
                 guard.end_step()
                 schedule.apply(optimizer, state.step)
+                if ema is not None:
+                    ema.update(state.step)
                 progress.update(1)
             skips.record(updated, state.step)
             end_of_epoch = state.batches_done >= length.batches_per_epoch
@@ -138,7 +139,7 @@ def train(
             if end_of_epoch:
                 state.next_epoch()
             if due.eval_due(state, updated, end_of_epoch):
-                _run_eval(accelerator, model, run.eval_dl, log, progress, schedule, state)
+                _run_eval(accelerator, model, ema, run.eval_dl, log, progress, schedule, state)
                 model.train()
             if due.checkpoint_due(state, updated, end_of_epoch):
                 save()
@@ -149,7 +150,7 @@ def train(
             if due.done(state):
                 break
         guard.check(accelerator)
-        _save_final_weights(accelerator, model, output_dir)
+        _save_final_weights(accelerator, model, ema, output_dir)
         return 0
     except NonFiniteError as err:
         kept = list_checkpoints(checkpoint_root(output_dir))
@@ -232,15 +233,19 @@ def _log_step(
 def _run_eval(
     accelerator: Accelerator,
     model: torch.nn.Module,
+    ema: ModelEma | None,
     eval_dl: DataLoader,
     log: MetricsLog,
     progress: tqdm,
     schedule: Schedule,
     state: TrainerState,
 ) -> None:
-    """Evaluate, log the record, and report the metrics to the schedule (ReduceOnPlateau)."""
+    """Evaluate the model (and its EMA: `ema_eval_top1`, ...), log the record, and report the model's
+    metrics to the schedule (ReduceOnPlateau)."""
     metrics = evaluate(model, eval_dl, accelerator)
     record = {"step": state.step, "epoch": state.epoch, **metrics}
+    if ema is not None:
+        record.update({f"ema_{k}": v for k, v in evaluate(ema.module, eval_dl, accelerator).items()})
     log.write(record)
     if accelerator.is_main_process:
         progress.write(format_line(record, progress.total))
@@ -248,24 +253,44 @@ def _run_eval(
         schedule.report_metric(name, value, state.step)
 
 
-def _save(accelerator: Accelerator, state: TrainerState, schedule: Schedule, recipe: Recipe) -> None:
-    """Write a checkpoint of `state`; a write failure stops the run or, with on_error "continue", is said."""
+def _save(
+    accelerator: Accelerator, state: TrainerState, schedule: Schedule, recipe: Recipe, ema: ModelEma | None
+) -> None:
+    """Write a checkpoint of `state` (and the EMA weights); a write failure stops the run or, with
+    on_error "continue", is said."""
     state.schedule = schedule.state_dict()
     ckpt = recipe.cfg["checkpoint"]
+    save_ema = (lambda folder: ema.save(folder / EMA_FILE)) if ema is not None else None
     try:
-        save_checkpoint(accelerator, recipe.cfg["output_dir"], state, recipe.to_toml(), ckpt["max_keep"])
+        save_checkpoint(
+            accelerator, recipe.cfg["output_dir"], state, recipe.to_toml(), ckpt["max_keep"], extra=save_ema
+        )
     except CheckpointError as err:
         _say(accelerator, f"checkpoint error: {err}")
         if ckpt["on_error"] == "stop":
             raise
 
 
-def _save_final_weights(accelerator: Accelerator, model: torch.nn.Module, output_dir: Path) -> None:
+def _save_final_weights(
+    accelerator: Accelerator, model: torch.nn.Module, ema: ModelEma | None, output_dir: Path
+) -> None:
+    """model.safetensors (and model_ema.safetensors), keys as in the timm model's state_dict."""
     accelerator.wait_for_everyone()
     try:
         accelerator.save_model(model, str(output_dir), safe_serialization=True)
+        if ema is not None and accelerator.is_main_process:
+            ema.save(output_dir / EMA_FILE)
     except OSError as err:
         raise CheckpointError(f"cannot write the final weights to {str(output_dir)!r}: {err}") from None
+
+
+def _load_ema(accelerator: Accelerator, run: Run, checkpoint: Path) -> None:
+    """Restore the EMA weights; a checkpoint written without EMA starts it from the restored model."""
+    if (checkpoint / EMA_FILE).is_file():
+        run.ema.load(checkpoint / EMA_FILE)
+    else:
+        run.ema.copy()
+        _say(accelerator, f"{checkpoint} has no EMA weights: the EMA starts from the restored model")
 
 
 def _say(accelerator: Accelerator, line: str) -> None:

@@ -38,11 +38,14 @@ class WindowMeter:
     """The training loss and speed between two log records: a loss sum on the device (no host sync per
     micro-batch), the micro-batch count, and the time and step of the last record."""
 
-    def __init__(self, device: torch.device, samples_per_step: int, step: int) -> None:
-        self.loss_sum = torch.zeros((), device=device)
+    def __init__(self, accelerator, samples_per_step: int, state: Any) -> None:
+        """A window opening at `state.step`, or the one a checkpoint's `state.meter` left open."""
+        self.loss_sum = torch.zeros((), device=accelerator.device)
         self.micro_batches = 0
         self.samples_per_step = samples_per_step
-        self.last_time, self.last_step = time.perf_counter(), step
+        self.last_time, self.last_step = time.perf_counter(), state.step
+        if state.meter:
+            self.load_state_dict(state.meter, accelerator)
 
     def add(self, loss: torch.Tensor) -> None:
         """Count one micro-batch's loss (a device op)."""

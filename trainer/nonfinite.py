@@ -56,9 +56,9 @@ class SkipCounter:
     """Updates skipped (non-finite in "skip" mode, fp16 overflow): they are not steps, so a run that only
     skips would never end; more than `limit` in a row stop it with NonFiniteError."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, total: int = 0) -> None:
         self.limit = limit
-        self.total = 0
+        self.total = total
         self.in_a_row = 0
 
     def record(self, updated: bool, step: int) -> None:

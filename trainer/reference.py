@@ -32,6 +32,8 @@ TABLES: list[tuple[str, type[BaseModel]]] = [
     ("[[schedule]]", schema.ScheduleEntry),
     ("[eval]", schema.EvalCfg),
     ("[checkpoint]", schema.CheckpointCfg),
+    ("[mixup]", schema.MixupCfg),
+    ("[ema]", schema.EmaCfg),
 ]
 
 

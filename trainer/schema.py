@@ -280,9 +280,11 @@ class ScheduleEntry(OpenSection):
 
 
 class MixupCfg(Section):
-    """`[mixup]`: batch mixing with timm's Mixup; MMPretrain's `train_cfg.augments = [Mixup(alpha=a),
-    CutMix(alpha=b)]` is `mixup_alpha = a, cutmix_alpha = b` (one of the two per batch, half the time each).
-    Randomness is a function of (seed, step); evaluation is never mixed."""
+    """`[mixup]`: Mixup/CutMix batch mixing (timm's Mixup), drawn from (seed, step); eval is never mixed.
+
+    MMPretrain's `train_cfg.augments = [Mixup(alpha=a), CutMix(alpha=b)]` is `mixup_alpha = a,
+    cutmix_alpha = b` (one of the two per batch, half the time each).
+    """
 
     enabled: bool = True
     """Set false to turn off a base recipe's mixing."""
@@ -313,16 +315,18 @@ class MixupCfg(Section):
 
 
 class EmaCfg(Section):
-    """`[ema]`: an exponential moving average of the weights (timm's ModelEmaV3), updated once per optimizer
-    step and evaluated beside the model. MMEngine's EMAHook names (`momentum`, `interval`, `begin`) or
-    timm's (`decay`, `warmup`)."""
+    """`[ema]`: a moving average of the weights (timm's ModelEmaV3), evaluated and saved beside the model.
+
+    Updated once per optimizer step; MMEngine's EMAHook names (`momentum`, `interval`, `begin`) or timm's
+    (`decay`, `warmup`).
+    """
 
     enabled: bool = True
     """Set false to turn off a base recipe's EMA."""
     decay: float | None = Field(None, gt=0.0, lt=1.0)
     """ema = decay * ema + (1 - decay) * weights (timm's `--model-ema-decay`); or set momentum."""
     momentum: float | None = Field(None, gt=0.0, lt=1.0)
-    """MMEngine's momentum = 1 - decay (EMAHook(momentum=...), e.g. 4e-5 for ConvNeXt); or set decay."""
+    """MMEngine's momentum = 1 - decay (EMAHook(momentum=...), e.g. 1e-4 for ConvNeXt); or set decay."""
     interval: int = Field(1, ge=1)
     """Update every this many optimizer steps (MMEngine's interval)."""
     begin: int = Field(0, ge=0)
@@ -367,6 +371,14 @@ class RecipeCfg(Section):
     checkpoint: CheckpointCfg = CheckpointCfg()
     mixup: MixupCfg | None = None
     ema: EmaCfg | None = None
+
+    @model_validator(mode="after")
+    def _even_batches_to_mix(self) -> RecipeCfg:
+        if self.mixup is not None and self.mixup.enabled and self.data.batch_size % 2:
+            raise ValueError(
+                f"data.batch_size: must be even with [mixup] (it mixes pairs), got {self.data.batch_size}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _soft_targets_for_threshold(self) -> RecipeCfg:

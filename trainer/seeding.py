@@ -96,7 +96,8 @@ class SeededTransform(Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
-        batch = self.dataset[list(indices)]
+        size = len(self.dataset)  # an index past the end is another copy of a sample (repeated augmentation)
+        batch = self.dataset[[int(i) % size for i in indices]]
         if self.seed is None:
             return [self.transform.example(batch, j) for j in range(len(indices))]
         epoch = int(self._epoch)
