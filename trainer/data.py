@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from trainer.bad_samples import MAX_IN_A_ROW, BadSamples, describe
 from trainer.errors import RecipeError, did_you_mean
+from trainer.folder import annotation_dataset, folder_dataset_dict
 from trainer.sampler import RepeatedAugmentation
 from trainer.schedule.units import batches_per_epoch  # noqa: F401 - re-exported for the data API
 from trainer.schema import NO_EVAL, DataCfg
@@ -124,6 +126,8 @@ def load_dataset_dict(data_cfg: Mapping[str, Any] | DataCfg) -> Any:
 
     cfg = data_config(data_cfg)
     path, fmt = cfg.path, cfg.format
+    if cfg.ann_file is not None:
+        return _annotation_splits(cfg)
     if fmt == "auto":
         fmt = detect_format(path)
     if cfg.name is not None and fmt != "hub":
@@ -135,7 +139,7 @@ def load_dataset_dict(data_cfg: Mapping[str, Any] | DataCfg) -> Any:
         if fmt == "disk":
             loaded = datasets.load_from_disk(local)
         elif fmt == "imagefolder":
-            loaded = datasets.load_dataset("imagefolder", data_dir=local)
+            loaded = folder_dataset_dict(local)
         elif fmt == "parquet":
             loaded = datasets.load_dataset("parquet", **_parquet_files(local))
         else:
@@ -152,6 +156,20 @@ def load_dataset_dict(data_cfg: Mapping[str, Any] | DataCfg) -> Any:
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+def _annotation_splits(cfg: DataCfg) -> Any:
+    """MMPretrain's layout: the train split from `ann_file`, the eval split from `eval_ann_file`."""
+    import datasets
+
+    if not Path(cfg.path).expanduser().is_dir():
+        raise RecipeError("data.path", f"no such directory: {cfg.path!r} (the data root of data.ann_file)")
+    splits = {cfg.train_split: annotation_dataset(cfg.path, cfg.ann_file, cfg.data_prefix, "data.ann_file")}
+    if cfg.eval_ann_file is not None:
+        splits[cfg.eval_split] = annotation_dataset(
+            cfg.path, cfg.eval_ann_file, cfg.eval_data_prefix, "data.eval_ann_file"
+        )
+    return datasets.DatasetDict(splits)
 
 
 def load_splits(
@@ -232,7 +250,8 @@ def build_dataloaders(
     )
     in_chans = model_in_chans(model)
     probe_pipelines(train_ds, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)
-    train_set = SeededTransform(train_ds, train_tf, seed=seed)
+    bad_train = BadSamples(cfg.image_column, cfg.on_bad_sample)
+    train_set = SeededTransform(train_ds, train_tf, seed=seed, bad=bad_train)
     order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
     if cfg.repeated_augmentation > 1:
         sampler = RepeatedAugmentation(
@@ -251,7 +270,7 @@ def build_dataloaders(
         return train_loader, None
     probe_pipelines(eval_ds, cfg.eval_split, {"eval": eval_tf}, in_chans)
     eval_loader = DataLoader(
-        SeededTransform(eval_ds, eval_tf, seed=None),
+        SeededTransform(eval_ds, eval_tf, seed=None, bad=BadSamples(cfg.image_column, cfg.on_bad_sample)),
         batch_size=cfg.eval_batch_size or cfg.batch_size,
         shuffle=False,
         drop_last=False,
@@ -259,6 +278,33 @@ def build_dataloaders(
         **options,
     )
     return train_loader, eval_loader
+
+
+class DataWatch:
+    """What the loop needs to know of unreadable samples, read from the loaders' shared memory (no sync)."""
+
+    def __init__(self, *loaders: DataLoader | None) -> None:
+        self.watched = [
+            (loader.dataset.bad, loader.dataset.dataset)
+            for loader in loaders
+            if loader is not None and getattr(loader.dataset, "bad", None) is not None
+        ]
+
+    def total(self) -> int:
+        """Samples replaced so far (this process)."""
+        return sum(bad.total() for bad, _ in self.watched)
+
+    def fatal(self) -> str | None:
+        """One line naming the file that ends the run ("stop", or too many unreadable in a row), else None."""
+        for bad, dataset in self.watched:
+            row = bad.fatal()
+            if row is not None:
+                what = (
+                    f"{MAX_IN_A_ROW} unreadable images in a row from" if bad.too_many.any() else "unreadable"
+                )
+                file = describe(dataset, row, bad.image_column)
+                return f"data error: data.on_bad_sample: {what} image {file}"
+        return None
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

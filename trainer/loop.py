@@ -24,9 +24,9 @@ from trainer.checkpoint import (
     restore,
     save_checkpoint,
 )
-from trainer.data import set_epoch
+from trainer.data import DataWatch, set_epoch
 from trainer.ema import EMA_FILE, ModelEma
-from trainer.errors import EXIT_PREEMPTED
+from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.evaluate import evaluate
 from trainer.intervals import Intervals
 from trainer.loss import mix_batch
@@ -78,6 +78,7 @@ def train(
     samples_per_step = cfg["data"]["batch_size"] * length.accumulate * accelerator.num_processes
     meter = WindowMeter(accelerator, samples_per_step, state)
     progress = _progress_bar(accelerator, length.total_steps, state.step)
+    watch = DataWatch(run.train_dl, run.eval_dl)  # unreadable images, counted by the data workers
     stop = StopRequest(accelerator, tcfg["signal_check_every"])
     stop.install()
     grad_norm = None
@@ -135,7 +136,8 @@ def train(
                     "step": state.step,
                     "epoch": state.epoch + state.batches_done / length.batches_per_epoch,
                 }
-                _log_step(accelerator, log, progress, record, meter, optimizer, grad_norm, skips.total)
+                record.update(skipped_steps=skips.total, bad_samples=watch.total())
+                _log_step(accelerator, log, progress, record, meter, optimizer, grad_norm)
             if end_of_epoch:
                 state.next_epoch()
             if due.eval_due(state, updated, end_of_epoch):
@@ -143,10 +145,9 @@ def train(
                 model.train()
             if due.checkpoint_due(state, updated, end_of_epoch):
                 save()
-            if updated and not due.done(state) and stop.should_stop(state.step):
+            if updated and not due.done(state) and stop.should_stop(state.step, watch.fatal() is not None):
                 save()
-                _say(accelerator, f"stopped by signal {stop.signum} after step {state.step}; {RESUME_HINT}")
-                return EXIT_PREEMPTED
+                return _stopped(accelerator, stop, watch, state)
             if due.done(state):
                 break
         guard.check(accelerator)
@@ -213,15 +214,15 @@ def _log_step(
     meter: WindowMeter,
     optimizer: torch.optim.Optimizer,
     grad_norm: torch.Tensor | None,
-    skipped_steps: int,
 ) -> None:
-    """Write one step record (mean loss over the window, lr, speed, grad norm, skips) and its line."""
+    """Write one step record (mean loss over the window, lr, speed, grad norm; skipped updates and bad
+    samples where there were any) and its line."""
+    counts = {k: record.pop(k) for k in ("skipped_steps", "bad_samples") if k in record}
     window = meter.record(accelerator, record["step"])
     record.update(loss=window["loss"], lr=_base_lr(optimizer), samples_per_sec=window["samples_per_sec"])
     if grad_norm is not None:
         record["grad_norm"] = float(grad_norm)
-    if skipped_steps:
-        record["skipped_steps"] = skipped_steps
+    record.update({k: v for k, v in counts.items() if v})
     log.write(record)
     progress.set_postfix(
         loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_sec']:.0f}"
@@ -291,6 +292,20 @@ def _load_ema(accelerator: Accelerator, run: Run, checkpoint: Path) -> None:
     else:
         run.ema.copy()
         _say(accelerator, f"{checkpoint} has no EMA weights: the EMA starts from the restored model")
+
+
+def _stopped(accelerator: Accelerator, stop: StopRequest, watch: DataWatch, state: TrainerState) -> int:
+    """The line and exit code of a stop after a checkpoint: a signal (75), or an unreadable image (2)."""
+    error = watch.fatal()
+    if error is not None:  # said by the process that read it
+        print(f"{error}; checkpoint of step {state.step} saved, fix or remove it and --resume auto",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return EXIT_BAD_INPUT
+    if stop.data_error_elsewhere:
+        _say(accelerator, f"stopped after step {state.step}: another process read an unreadable image")
+        return EXIT_BAD_INPUT
+    _say(accelerator, f"stopped by signal {stop.signum} after step {state.step}; {RESUME_HINT}")
+    return EXIT_PREEMPTED
 
 
 def _say(accelerator: Accelerator, line: str) -> None:

@@ -60,7 +60,7 @@ class DataCfg(Section):
 
     path: str = Field(min_length=1)
     """Hub name, a directory written by `save_to_disk`, an image folder, or parquet file(s) / a glob."""
-    format: Literal["auto", "hub", "disk", "imagefolder", "parquet"] = "auto"
+    format: Literal["auto", "hub", "disk", "imagefolder", "parquet", "annotations"] = "auto"
     """How to read `path`; "auto" detects it."""
     name: str | None = Field(None, min_length=1)
     """Hub configuration name, where the dataset has several."""
@@ -92,12 +92,33 @@ class DataCfg(Section):
     """Drop the last incomplete train batch (timm's default: every micro-batch has batch_size samples)."""
     augment: dict[str, Any] = {}
     """Keyword arguments for timm's `create_transform` in the train pipeline (auto_augment, re_prob, ...)."""
+    ann_file: str | None = Field(None, min_length=1)
+    """MMPretrain's annotation file of the train split (`relative/path label` per line, e.g. ImageNet's
+    meta/train.txt), relative to `path`, which is then MMPretrain's data_root."""
+    data_prefix: str = ""
+    """With ann_file: the folder of the train images, relative to `path` (MMPretrain's data_prefix)."""
+    eval_ann_file: str | None = Field(None, min_length=1)
+    """With ann_file: the annotation file of the eval split (e.g. meta/val.txt), relative to `path`."""
+    eval_data_prefix: str = ""
+    """With eval_ann_file: the folder of the eval images, relative to `path`."""
+    on_bad_sample: Literal["skip", "stop"] = "skip"
+    """An unreadable image: "skip" loads another in its place (the same on resume and any number of
+    workers), warns once, and counts it (`bad_samples` in metrics.jsonl); "stop" checkpoints the last
+    completed step and exits 2 naming the file."""
     repeated_augmentation: int = Field(1, ge=1)
     """DeiT's repeated augmentation (timm's RepeatAugSampler, `--aug-repeats`): each selected sample appears
     this many times per epoch across the processes, each copy augmented differently; 1 is off."""
 
     @model_validator(mode="after")
     def _consistent(self) -> DataCfg:
+        if self.ann_file is None:
+            for name in ("eval_ann_file", "data_prefix", "eval_data_prefix"):
+                if getattr(self, name):
+                    raise ValueError(f"{name}: only used with data.ann_file (MMPretrain's annotation layout)")
+        elif self.format not in ("auto", "annotations"):
+            raise ValueError(
+                f"ann_file: is MMPretrain's annotation layout; format {self.format!r} reads none"
+            )
         if self.name is not None and self.format not in ("auto", "hub"):
             raise ValueError(f"name: is a hub config name; format {self.format!r} has no configs")
         if self.eval_fraction is not None and self.eval_split.lower() == NO_EVAL:

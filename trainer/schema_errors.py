@@ -15,6 +15,7 @@ from trainer.schema import RecipeCfg
 M = TypeVar("M", bound=BaseModel)
 
 MMENGINE_NAMES = {
+    "data_root": "MMPretrain's data_root is data.path here (ann_file and data_prefix are relative to it)",
     "custom_keys": "MMEngine's custom_keys is [paramwise.rules] here (fnmatch globs on parameter names; "
     "MMEngine's key 'k' is the glob '*k*')",
     "paramwise_cfg": "MMEngine's paramwise_cfg is the top-level [paramwise] table here",

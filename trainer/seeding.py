@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from trainer.bad_samples import BadSamples
+
 _MASK64 = (1 << 64) - 1
 SAMPLE_STREAM = 1
 STEP_STREAM = 2
@@ -80,10 +82,13 @@ class SeededTransform(Dataset):
     are put back after each batch, so loading data never changes the model's dropout stream.
     """
 
-    def __init__(self, dataset: Any, transform: ExampleTransform, seed: int | None) -> None:
+    def __init__(
+        self, dataset: Any, transform: ExampleTransform, seed: int | None, bad: BadSamples | None = None
+    ) -> None:
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
+        self.bad = bad
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def set_epoch(self, epoch: int) -> None:
@@ -97,7 +102,8 @@ class SeededTransform(Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
         size = len(self.dataset)  # an index past the end is another copy of a sample (repeated augmentation)
-        batch = self.dataset[[int(i) % size for i in indices]]
+        rows = [int(i) % size for i in indices]
+        batch = self.bad.fetch(self.dataset, rows) if self.bad is not None else self.dataset[rows]
         if self.seed is None:
             return [self.transform.example(batch, j) for j in range(len(indices))]
         epoch = int(self._epoch)

@@ -17,6 +17,7 @@ class StopRequest:
         self.accelerator = accelerator
         self.check_every = check_every
         self.signum: int | None = None
+        self.data_error_elsewhere = False
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -33,15 +34,19 @@ class StopRequest:
     def _handle(self, signum: int, frame) -> None:
         self.signum = signum
 
-    def should_stop(self, step: int) -> bool:
+    def should_stop(self, step: int, local: bool = False) -> bool:
         """One process: the flag itself. Several: a max all-reduce every `check_every` steps, so that all
-        processes stop after the same step even when the signal reaches them at different times."""
+        processes stop after the same step even when the signal reaches them at different times. `local`
+        is another reason to stop that only this process knows of (an unreadable image)."""
         if self.accelerator.num_processes == 1:
-            return self.signum is not None
+            return self.signum is not None or local
         if step % self.check_every:
             return False
-        flag = torch.tensor([0 if self.signum is None else 1], device=self.accelerator.device)
-        agreed = int(self.accelerator.reduce(flag, reduction="sum").item())
-        if agreed and self.signum is None:
+        flags = torch.tensor(
+            [self.signum is not None, local], dtype=torch.int64, device=self.accelerator.device
+        )
+        signalled, data_errors = self.accelerator.reduce(flags, reduction="sum").tolist()
+        if signalled and self.signum is None:
             self.signum = signal.SIGTERM
-        return agreed > 0
+        self.data_error_elsewhere = data_errors > 0 and not local
+        return signalled > 0 or data_errors > 0
