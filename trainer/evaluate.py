@@ -5,15 +5,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from trainer.transforms import batch_normalizer
+
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, accelerator) -> dict[str, float]:
     """Per-sample loss and hits gathered with `gather_for_metrics` (no duplicated padding samples)."""
     model.eval()
+    normalize = batch_normalizer(loader, accelerator.device)  # uint8 batches are normalized here
     totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
     count = torch.zeros((), dtype=torch.int64, device=accelerator.device)
     for images, labels in loader:
-        logits = model(images).float()
+        logits = model(normalize(images)).float()
         loss = F.cross_entropy(logits, labels, reduction="none")
         k = min(5, logits.shape[-1])
         top = logits.topk(k, dim=-1).indices

@@ -28,6 +28,7 @@ from trainer.data import DataWatch, set_epoch
 from trainer.ema import EMA_FILE, ModelEma
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.evaluate import evaluate
+from trainer.export import export_run_dir
 from trainer.intervals import Intervals
 from trainer.loss import mix_batch
 from trainer.metrics import MetricsLog, WindowMeter, format_line
@@ -37,6 +38,7 @@ from trainer.run_info import open_run_dir
 from trainer.runtime import resolve_precision
 from trainer.schedule import Schedule
 from trainer.signals import StopRequest
+from trainer.transforms import batch_normalizer
 
 __all__ = ["make_accelerator", "train"]
 
@@ -81,6 +83,7 @@ def train(
     watch = DataWatch(run.train_dl, run.eval_dl)  # unreadable images, counted by the data workers
     stop = StopRequest(accelerator, tcfg["signal_check_every"])
     stop.install()
+    normalize = batch_normalizer(run.train_dl, accelerator.device)  # uint8 batches: on the device, as timm
     grad_norm = None
 
     def save() -> None:
@@ -94,7 +97,7 @@ def train(
             # Accelerate divides every loss by `accumulate`; a short last window is rescaled to its mean.
             window = length.window(state.batches_done)
             finite = True
-            targets = labels
+            images, targets = normalize(images), labels
             if run.mixup is not None:  # a function of (seed, step, micro-batch): the same after a resume
                 images, targets = mix_batch(run.mixup, images, labels, cfg["seed"], state)
             with accelerator.accumulate(model):
@@ -281,6 +284,7 @@ def _save_final_weights(
         accelerator.save_model(model, str(output_dir), safe_serialization=True)
         if ema is not None and accelerator.is_main_process:
             ema.save(output_dir / EMA_FILE)
+        export_run_dir(accelerator, model, output_dir)  # config.json and README.md: a timm model folder
     except OSError as err:
         raise CheckpointError(f"cannot write the final weights to {str(output_dir)!r}: {err}") from None
 

@@ -17,7 +17,8 @@ from trainer.errors import RecipeError, did_you_mean
 RESERVED_AUGMENT_ARGS: dict[str, str] = {
     "input_size": "set data.image_size instead",
     "is_training": "the trainer builds the train pipeline with is_training=true and eval with false",
-    "use_prefetcher": "batches must be normalized float tensors",
+    "use_prefetcher": "the trainer decides: workers return uint8 and the loop normalizes on the device,"
+    " unless re_prob > 0 (timm erases in normalized space, so those workers return float)",
     "tf_preprocessing": "batches must be normalized float tensors",
     "separate": "the pipeline must be one transform",
     "naflex": "batches must be fixed-size image tensors",
@@ -130,11 +131,14 @@ class ImageClassificationTransform:
         image_column: str,
         label_column: str,
         in_chans: int = 3,
+        device_normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ) -> None:
         self.transform = transform
         self.image_column = image_column
         self.label_column = label_column
         self.mode = "L" if in_chans == 1 else "RGB"
+        self.device_normalize = device_normalize
+        """(mean, std) when `transform` gives uint8 pixels that the loop normalizes on the device."""
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         images = [
@@ -169,11 +173,13 @@ def build_transforms(
     """
     augment = dict(augment or {})
     config = resolve_input_config(model, image_size, augment)
-    train_args = {**augment, **{k: config[k] for k in ("input_size", "mean", "std", "crop_pct", "crop_mode")}}
+    # timm's prefetcher pipelines end in uint8 (4x less to copy to a GPU); random erasing works in
+    # normalized space, so with re_prob the workers normalize and erase as timm's non-prefetcher pipeline does
+    uint8 = not augment.get("re_prob")
+    common = {k: config[k] for k in ("input_size", "mean", "std", "crop_pct", "crop_mode")}
+    train_args = {**augment, **common, "use_prefetcher": uint8}
     train_args.setdefault("interpolation", config["interpolation"])
-    eval_args = {
-        k: config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-    }
+    eval_args = {**common, "interpolation": config["interpolation"], "use_prefetcher": uint8}
     try:
         train_tf = create_transform(**train_args, is_training=True)
         eval_tf = create_transform(**eval_args, is_training=False)
@@ -182,14 +188,39 @@ def build_transforms(
             "data.augment", f"timm's create_transform rejected {augment}: {type(err).__name__}: {err}"
         ) from None
     in_chans = config["input_size"][0]
+    normalize = (tuple(config["mean"]), tuple(config["std"])) if uint8 else None
     return (
-        ImageClassificationTransform(train_tf, image_column, label_column, in_chans),
-        ImageClassificationTransform(eval_tf, image_column, label_column, in_chans),
+        ImageClassificationTransform(train_tf, image_column, label_column, in_chans, normalize),
+        ImageClassificationTransform(eval_tf, image_column, label_column, in_chans, normalize),
     )
 
 
+class DeviceNormalize:
+    """timm's prefetcher normalization of uint8 batches on the device: (x - 255 mean) / (255 std) in
+    float32; float batches (pipelines that normalized in the workers, synthetic data) pass unchanged."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+        self.mean = torch.tensor([255 * m for m in mean], device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor([255 * s for s in std], device=device).view(1, -1, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            return images
+        return images.float().sub_(self.mean).div_(self.std)
+
+
+def batch_normalizer(loader: Any, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What turns `loader`'s batches into the model's input on `device` (identity for float batches)."""
+    stats = getattr(getattr(getattr(loader, "dataset", None), "transform", None), "device_normalize", None)
+    return DeviceNormalize(*stats, device) if stats else _unchanged
+
+
+def _unchanged(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
 def collate_image_batch(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack transformed examples into (pixel_values float [B, C, H, W], labels int64 [B])."""
+    """Stack transformed examples into (pixel_values [B, C, H, W], uint8 or float, labels int64 [B])."""
     pixels = torch.stack([ex["pixel_values"] for ex in examples])
     labels = torch.tensor([ex["labels"] for ex in examples], dtype=torch.int64)
     return pixels, labels
@@ -221,11 +252,15 @@ def probe_pipelines(ds: Any, split: str, pipelines: dict[str, Any], in_chans: in
                     f"the {name} pipeline fails on the first image of split {split!r}:"
                     f" {type(err).__name__}: {err}",
                 ) from None
-            if pixels.ndim != 3 or pixels.shape[0] != in_chans or not pixels.is_floating_point():
+            if (
+                pixels.ndim != 3
+                or pixels.shape[0] != in_chans
+                or pixels.dtype not in (torch.uint8, torch.float32)
+            ):
                 raise RecipeError(
                     key,
                     f"the {name} pipeline gives {tuple(pixels.shape)} {pixels.dtype} for split {split!r};"
-                    f" the model needs a float tensor of shape ({in_chans}, H, W)",
+                    f" the model needs a uint8 or float tensor of shape ({in_chans}, H, W)",
                 )
     finally:
         random.setstate(py_state)

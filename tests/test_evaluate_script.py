@@ -1,0 +1,100 @@
+"""scripts/evaluate.py: the loop's own numbers for the same weights, on one or two processes, as JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import save_file
+
+from runs import ROOT, make_dataset, records, train_env, train_run
+
+EVALUATE = ROOT / "scripts" / "evaluate.py"
+
+
+@pytest.fixture(scope="module")
+def vit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """test_vit, 2 epochs of 8 steps, with EMA: metrics.jsonl's last record is the final eval."""
+    tmp = tmp_path_factory.mktemp("evaluate")
+    return train_run(tmp, make_dataset(tmp / "data"), "vit", ema="decay = 0.9")
+
+
+def evaluate(*args: str, nproc: int = 1, expect: int = 0) -> subprocess.CompletedProcess:
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone"]
+    proc = subprocess.run(
+        [*launcher, str(EVALUATE), *map(str, args)],
+        env=train_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def last_eval(run_dir: Path) -> dict:
+    return [r for r in records(run_dir) if "eval_top1" in r][-1]
+
+
+def test_evaluate_equals_the_loops_last_eval_record(vit_run, tmp_path):
+    result = json.loads(evaluate(vit_run, "--json", tmp_path / "eval.json").stdout)
+    record = last_eval(vit_run)
+    assert record["step"] == 16  # the eval after the last step: the weights in model.safetensors
+    assert {k: result[k] for k in ("eval_loss", "eval_top1", "eval_top5")} == {
+        k: record[k] for k in ("eval_loss", "eval_top1", "eval_top5")
+    }  # exactly: the same set-up, weights, batches and kernels
+    assert result["samples"] == 16 and result["split"] == "validation" and result["processes"] == 1
+    assert json.loads((tmp_path / "eval.json").read_text()) == result
+
+
+def test_evaluate_ema_equals_the_loops_ema_record(vit_run):
+    result = json.loads(evaluate(vit_run, "--ema").stdout)
+    record = last_eval(vit_run)
+    assert [result[k] for k in ("eval_loss", "eval_top1", "eval_top5")] == [
+        record[k] for k in ("ema_eval_loss", "ema_eval_top1", "ema_eval_top5")
+    ]
+    assert result["weights"].endswith("model_ema.safetensors")
+
+
+def test_a_recipe_with_weights_on_two_processes_counts_every_sample_once(vit_run):
+    result = json.loads(
+        evaluate(vit_run / "recipe.toml", "--weights", vit_run / "model.safetensors", nproc=2).stdout
+    )
+    record = last_eval(vit_run)
+    assert result["processes"] == 2 and result["samples"] == 16
+    assert result["eval_top1"] == record["eval_top1"] and result["eval_top5"] == record["eval_top5"]
+    assert result["eval_loss"] == pytest.approx(record["eval_loss"], rel=1e-6)  # other batch shapes
+
+
+@pytest.mark.parametrize(
+    "case", ["no_weights", "weights_of_another_model", "recipe_without_weights", "no_eval"]
+)
+def test_bad_input_is_one_line_exit_2(vit_run, tmp_path, case):
+    shutil.copy(vit_run / "recipe.toml", tmp_path / "recipe.toml")
+    args: list = [tmp_path]
+    if case == "weights_of_another_model":
+        import timm
+
+        save_file(
+            timm.create_model("test_resnet", num_classes=4).state_dict(), tmp_path / "resnet.safetensors"
+        )
+        args = [vit_run, "--weights", tmp_path / "resnet.safetensors"]
+    elif case == "recipe_without_weights":
+        args = [tmp_path / "recipe.toml"]
+    elif case == "no_eval":
+        args = [vit_run, "--set", 'data.eval_split="none"']
+    proc = evaluate(*args, expect=2)
+    assert proc.stderr.count("\n") == 1 and proc.stdout == "", proc.stderr
+    expected = {
+        "no_weights": "weights: the run directory has no model.safetensors",
+        "weights_of_another_model": "does not fit test_vit: missing keys [",
+        "recipe_without_weights": "model: has no weights to evaluate",
+        "no_eval": "data.eval_split: is 'none'",
+    }[case]
+    assert expected in proc.stderr
