@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.data import data_wait, seeding_cost
+from benchmarks.data_scale import startup, throughput
 from benchmarks.features import measure_features
 from benchmarks.loops import Case, measure_case
 from benchmarks.setup import optimizer_setup_cost, schedule_cost, startup_phases
@@ -22,6 +23,8 @@ def main(argv: list[str]) -> int:
     elif mode == "features":
         with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
             result = measure_features(Case(**spec["case"]), Path(tmp))
+    elif mode == "data_scale":
+        result = {"startup": startup(spec["files"]), "throughput": throughput(spec["images"])}
     elif mode == "setup":
         result = {"optimizer": optimizer_setup_cost(), "schedule": schedule_cost()}
     elif mode == "phases":

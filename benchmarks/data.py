@@ -42,6 +42,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
     from trainer.build import build_run, make_accelerator
     from trainer.data import loader_options, set_epoch
     from trainer.recipe import load_recipe
+    from trainer.transforms import batch_normalizer
 
     accelerator = None
     results = []
@@ -53,6 +54,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
         set_seed(cfg["seed"])
         run = build_run(recipe, accelerator)
         model, optimizer, train_dl = run.model, run.optimizer, run.train_dl
+        normalize = batch_normalizer(train_dl, accelerator.device)  # uint8 batches, as the loop does
         model.train()
         record = DataWait(
             {**loader_options(cfg["data"]), "prefetch_factor": setting.get("prefetch_factor")}, 0.0
@@ -68,7 +70,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
-                loss = F.cross_entropy(model(images), labels)
+                loss = F.cross_entropy(model(normalize(images)), labels)
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -111,6 +111,22 @@ def format_data(data: dict[str, Any]) -> str:
             f"  per-sample seeded augmentation, {row['num_workers']} worker(s): {rate['seeded']:.0f} vs"
             f" {rate['unseeded']:.0f} images/s unseeded = {row['ratio']:.3f}x"
         )
+    scale = data.get("scale")
+    if scale:
+        up = scale["startup"]
+        per = up["ms_per_file"]
+        lines.append(
+            f"  start-up on {up['files']:,} files: timm's scan {per['timm_scan']:.4f} ms/file, ours first"
+            f" {per['ours_first_start']:.4f} ({up['first_start_vs_timm']:.2f}x timm), second"
+            f" {per['ours_second_start']:.5f} ms/file"
+        )
+        for row in scale["throughput"]:
+            rate = row["images_per_sec"]
+            lines.append(
+                f"  loader vs timm's, {row['num_workers']} worker(s), {row['images']} JPEGs of"
+                f" {row['mean_kib']} KiB: {rate['ours']:.1f} vs {rate['timm']:.1f} images/s ="
+                f" {row['ratio_vs_timm']:.3f}x"
+            )
     rec = data["recommended"]
     lines.append(
         f"  recommended: num_workers={rec['num_workers']}"

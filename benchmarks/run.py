@@ -48,6 +48,10 @@ class BenchConfig(Timing):
     )
     """DataLoader options the data section tries, one after the other."""
     data_epochs: int = 2
+    data_tree_files: int = 200_000
+    """Files of the generated class-folder tree the start-up is measured on."""
+    data_images: int = 1000
+    """500x375 JPEGs the loader throughput against timm's is measured on."""
     data_recipe: str = QUICKSTART
     profile_dir: str | None = None
 
@@ -111,6 +115,9 @@ def run_benchmark(config: BenchConfig, print_fn: Callable[[str], None] = print) 
         }
         data = run_child("data", {**spec, "skip": 2}, config.threads)
         data["recommended"] = recommend_loader(data["settings"])
+        data["scale"] = run_child(
+            "data_scale", {"files": config.data_tree_files, "images": config.data_images}, 1
+        )
         results["data"] = data
         print_fn(report.format_data(data))
     if "features" in config.sections:

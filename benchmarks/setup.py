@@ -157,6 +157,7 @@ def startup_phases(recipe_path: str, overrides: list[str]) -> dict[str, float]:
 
     from trainer.recipe import load_recipe
     from trainer.runtime import resolve_precision
+    from trainer.transforms import batch_normalizer
 
     recipe = load_recipe(recipe_path, overrides)
     clock.mark("load_recipe (validate)")
@@ -168,7 +169,7 @@ def startup_phases(recipe_path: str, overrides: list[str]) -> dict[str, float]:
     run.model.train()
     images, labels = next(iter(run.train_dl))
     clock.mark("first batch (workers start)")
-    loss = F.cross_entropy(run.model(images), labels)
+    loss = F.cross_entropy(run.model(batch_normalizer(run.train_dl, images.device)(images)), labels)
     accelerator.backward(loss)
     run.optimizer.step()
     run.optimizer.zero_grad()

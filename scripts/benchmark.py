@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, str | None]:
         help=f"num_workers settings of the data section (default: {default.loader_settings})",
     )
     add("--data-epochs", type=int, default=default.data_epochs, help="quickstart epochs per data setting")
+    add("--data-tree-files", type=int, default=default.data_tree_files, help="files of the start-up tree")
+    add("--data-images", type=int, default=default.data_images, help="JPEGs of the loader comparison")
     add("--profile", metavar="DIR", help="cProfile each loop's last round into DIR")
     add("--json", metavar="FILE", help="write every result as JSON")
     args = parser.parse_args(argv)
@@ -94,6 +96,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, str | None]:
         sections=[name for name in SECTIONS if name in wanted],
         loader_settings=loaders,
         data_epochs=args.data_epochs,
+        data_tree_files=args.data_tree_files,
+        data_images=args.data_images,
         profile_dir=args.profile,
     )
     return config, args.json

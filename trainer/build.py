@@ -26,6 +26,7 @@ from trainer.recipe import Recipe
 from trainer.sampler import RepeatedAugmentation
 from trainer.schedule import Schedule, build_schedule
 from trainer.schedule.units import TrainingLength
+from trainer.streaming import is_streamed, prepare_streamed
 
 
 def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
@@ -88,7 +89,12 @@ def build_run(
         model = torch.compile(model)
     if isinstance(train_dl.sampler, RepeatedAugmentation):  # already one process's share: no resharding
         model, optimizer = accelerator.prepare(model, optimizer)
-        train_dl = prepare_data_loader(train_dl, accelerator.device, num_processes=1, process_index=0)
+        train_dl = prepare_data_loader(
+            train_dl, accelerator.device, num_processes=1, process_index=0, put_on_device=True
+        )
+    elif is_streamed(train_dl):  # this process's shards already: no resharding, no dispatching
+        model, optimizer = accelerator.prepare(model, optimizer)
+        train_dl = prepare_streamed(train_dl, accelerator)
     else:
         model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     if eval_dl is not None:

@@ -126,6 +126,10 @@ def load_dataset_dict(data_cfg: Mapping[str, Any] | DataCfg) -> Any:
 
     cfg = data_config(data_cfg)
     path, fmt = cfg.path, cfg.format
+    if cfg.streaming:  # every split as a stream of its shards (trainer.streaming): nothing is copied
+        from trainer.streaming import streaming_dataset_dict
+
+        return streaming_dataset_dict(cfg)
     if cfg.ann_file is not None:
         return _annotation_splits(cfg)
     if fmt == "auto":
@@ -234,6 +238,13 @@ def build_dataloaders(
     cfg = data_config(data_cfg)
     validate_augment(cfg.augment)
     options = loader_options(cfg)
+    if cfg.streaming:  # the train split streamed from shards, this process's share (trainer.streaming)
+        from trainer.streaming import build_streaming_dataloaders
+
+        with quiet_progress_bars():
+            return build_streaming_dataloaders(
+                cfg, model, options, seed=seed, num_replicas=num_replicas, rank=rank
+            )
     train_ds, eval_ds = load_splits(cfg, seed=seed, num_classes=getattr(model, "num_classes", None))
     if cfg.drop_last and len(train_ds) < cfg.batch_size:
         raise RecipeError(

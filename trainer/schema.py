@@ -71,9 +71,17 @@ class DataCfg(Section):
     """`[data]`: a Hugging Face `datasets` dataset and its image pipeline."""
 
     path: str = Field(min_length=1)
-    """Hub name, a directory written by `save_to_disk`, an image folder, or parquet file(s) / a glob."""
-    format: Literal["auto", "hub", "disk", "imagefolder", "parquet", "annotations"] = "auto"
-    """How to read `path`; "auto" detects it."""
+    """Hub name, a directory written by `save_to_disk`, an image folder, or parquet file(s) / a glob; with
+    `streaming`, a directory, file or glob of parquet or WebDataset (.tar) shards."""
+    format: Literal["auto", "hub", "disk", "imagefolder", "parquet", "annotations", "webdataset"] = "auto"
+    """How to read `path`; "auto" detects it ("webdataset": .tar shards, read with `streaming`)."""
+    streaming: bool = False
+    """Read the train split as a stream of shards (parquet or WebDataset on a local or shared filesystem,
+    e.g. written by scripts/prepare_data.py), each process its share (`split_dataset_by_node`); nothing is
+    copied into the datasets cache. The eval split is read as usual."""
+    shuffle_buffer: int | None = Field(None, ge=1)
+    """With streaming: examples in the shuffle buffer of each data worker (default 1000); the shard order
+    is shuffled too, both as a function of (seed, epoch)."""
     name: str | None = Field(None, min_length=1)
     """Hub configuration name, where the dataset has several."""
     image_column: str = Field("image", min_length=1)
@@ -139,6 +147,41 @@ class DataCfg(Section):
             raise ValueError("persistent_workers: needs data.num_workers >= 1 (there are no workers to keep)")
         if self.num_workers == 0 and self.prefetch_factor is not None:
             raise ValueError("prefetch_factor: needs data.num_workers >= 1 (only workers prefetch)")
+        return self
+
+    @model_validator(mode="after")
+    def _streaming(self) -> DataCfg:
+        if not self.streaming:
+            if self.format == "webdataset":
+                raise ValueError("format: WebDataset shards are read as a stream; set data.streaming = true")
+            if self.shuffle_buffer is not None:
+                raise ValueError("shuffle_buffer: only used with data.streaming = true")
+            return self
+        if self.format not in ("auto", "parquet", "webdataset"):
+            raise ValueError(
+                f"streaming: reads parquet or WebDataset shards, not format {self.format!r}"
+                " (scripts/prepare_data.py writes parquet shards from an image folder or annotation file)"
+            )
+        if self.ann_file is not None:
+            raise ValueError(
+                "ann_file: is read map-style; scripts/prepare_data.py --ann-file converts it to parquet"
+                " shards for data.streaming"
+            )
+        if self.name is not None:
+            raise ValueError("name: is a hub config name; data.streaming reads local or shared shards")
+        if self.eval_fraction is not None:
+            raise ValueError(
+                "eval_fraction: cannot hold out part of a streamed train split; write an eval split"
+                " (scripts/prepare_data.py --split) or set data.eval_split = 'none'"
+            )
+        if self.repeated_augmentation > 1:
+            raise ValueError(
+                "repeated_augmentation: its sampler indexes a map-style dataset; not with data.streaming"
+            )
+        if not self.drop_last:
+            raise ValueError(
+                "drop_last: data.streaming reads full batches only (every process the same number)"
+            )
         return self
 
 
