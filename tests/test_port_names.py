@@ -1,0 +1,166 @@
+"""The port's parameter-name tables against MMPretrain's own models, and custom_keys -> glob translation.
+
+tests/fixtures/mmpretrain/param_names/*.json hold the parameters of MMPretrain's models (written by
+make_param_names.py with MMPretrain installed, which also checked that copying weights by the table gives
+the same logits); here the tables must rename the timm model's parameters onto exactly those names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainer.model import build_model
+from trainer.optim.rules import RuleMatcher
+from trainer.port.names import mmpretrain_names
+from trainer.port.report import Report
+from trainer.port.rules import translate_custom_keys, winners
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mmpretrain" / "param_names"
+MODELS = sorted(FIXTURES.glob("*.json"))
+FAMILY = {"deit": "vit", "vit": "vit", "swin": "swin", "conv": "convnext", "resn": "resnet"}
+
+
+def fixture_model(path: Path) -> tuple[dict, list[str], dict[str, str]]:
+    fixture = json.loads(path.read_text())
+    model = build_model(fixture["timm"], device="meta")
+    shapes = {n: list(p.shape) for n, p in model.named_parameters()}
+    family = next(f for prefix, f in FAMILY.items() if path.stem.startswith(prefix))
+    head = fixture["model"]["head"]["type"]
+    table = mmpretrain_names(family, fixture["timm"]["name"], list(shapes), head)
+    assert table is not None
+    return fixture, list(shapes), {t: m for t, m in table.items()}, shapes
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_table_renames_timm_parameters_onto_mmpretrains(path):
+    fixture, names, table, shapes = fixture_model(path)
+    theirs = {p["name"]: p["shape"] for p in fixture["params"]}
+    assert sorted(table.values()) == sorted(theirs)  # a bijection onto MMPretrain's names
+    for timm_name, mm_name in table.items():
+        assert shapes[timm_name] == theirs[mm_name], (timm_name, mm_name)
+
+
+def test_fixtures_cover_every_family_with_a_table():
+    assert {FAMILY[next(p for p in FAMILY if m.stem.startswith(p))] for m in MODELS} == set(FAMILY.values())
+    assert len(MODELS) >= 9
+
+
+def assignments(rules: dict[str, dict], names: list[str]) -> dict[str, tuple | None]:
+    matcher = RuleMatcher(list(rules))
+    out = {}
+    for name in names:
+        glob = matcher.match(name)
+        out[name] = None if glob is None else tuple(sorted(rules[glob].items()))
+    return out
+
+
+KEYS = {
+    "swin_tiny": {
+        "backbone.stages.0": {"lr_mult": 0.2},
+        "stages.1.downsample": {"lr_mult": 0.4, "decay_mult": 0.0},
+        "downsample": {"decay_mult": 0.5},
+        ".relative_position_bias_table": {"decay_mult": 0.0},
+        "norm": {"decay_mult": 0.0},
+        "head": {"lr_mult": 10.0},
+    },
+    "resnetv1d18": {
+        "downsample.1": {"lr_mult": 0.5},
+        "bn": {"decay_mult": 0.0},
+        "backbone.stem": {"lr_mult": 0.1},
+    },
+    "convnext_atto": {
+        ".gamma": {"decay_mult": 0.0},
+        "downsample_layers.0": {"lr_mult": 0.3},
+        "norm3": {"lr_mult": 2},
+    },
+    "deit_tiny": {
+        "backbone": {"lr_mult": 0.5},
+        "layers.1": {"lr_mult": 0.2},
+        ".ln": {"decay_mult": 0.0},
+        "ffn": {"lr_mult": 0.7},
+        "head.layers": {"lr_mult": 3.0},
+    },
+}
+
+
+@pytest.mark.parametrize("model", KEYS, ids=KEYS)
+def test_globs_give_every_parameter_the_key_mmengine_gives_its_mmpretrain_name(model):
+    _, names, table, _ = fixture_model(FIXTURES / f"{model}.json")
+    keys = KEYS[model]
+    rules = translate_custom_keys(keys, names, table, model, "optim_wrapper.paramwise_cfg", Report())
+    won = winners(keys, table)
+    expected = {n: None if k is None else tuple(sorted(keys[k].items())) for n, k in won.items()}
+    got = assignments(rules, names)
+    assert got == {n: None if v is None else tuple((a, float(x)) for a, x in v) for n, v in expected.items()}
+    assert any(v is not None for v in got.values())
+
+
+def test_resnet_d_shortcut_keys_follow_mmpretrains_numbering():
+    """MMPretrain's V1d shortcut is (pool, conv, norm) where the block strides: downsample.1 is the conv, .2
+    the norm; its unpooled shortcut (none in ResNet-18-D's layer1) would be (conv, norm)."""
+    _, names, table, _ = fixture_model(FIXTURES / "resnetv1d18.json")
+    report = Report()
+    keys = {
+        "downsample.1": {"lr_mult": 0.5},
+        "downsample.2": {"decay_mult": 0.0},
+        "downsample.0": {"lr_mult": 2.0},
+    }
+    rules = translate_custom_keys(keys, names, table, "resnet18d", "k", report)
+    got = {n: v for n, v in assignments(rules, names).items() if v}
+    assert got == {
+        **{f"layer{i}.0.downsample.1.weight": (("lr_mult", 0.5),) for i in (2, 3, 4)},
+        **{
+            f"layer{i}.0.downsample.2.{a}": (("decay_mult", 0.0),)
+            for i in (2, 3, 4)
+            for a in ("weight", "bias")
+        },
+    }
+    assert [i.key for i in report.unmapped] == ["k.custom_keys['downsample.0']"]
+
+
+def test_simple_keys_become_the_hand_ported_globs():
+    _, names, table, _ = fixture_model(FIXTURES / "deit_tiny.json")
+    rules = translate_custom_keys(
+        {".cls_token": {"decay_mult": 0.0}, ".pos_embed": {"decay_mult": 0.0}},
+        names,
+        table,
+        "m",
+        "k",
+        Report(),
+    )
+    assert rules == {"cls_token": {"decay_mult": 0.0}, "pos_embed": {"decay_mult": 0.0}}
+    _, names, table, _ = fixture_model(FIXTURES / "swin_tiny.json")
+    rules = translate_custom_keys(
+        {".relative_position_bias_table": {"decay_mult": 0.0}}, names, table, "m", "k", Report()
+    )
+    assert rules == {"*relative_position_bias_table*": {"decay_mult": 0.0}}
+
+
+def test_keys_that_match_nothing_or_lose_everywhere_are_reported_not_dropped():
+    _, names, table, _ = fixture_model(FIXTURES / "deit_tiny.json")
+    report = Report()
+    keys = {
+        ".absolute_pos_embed": {"decay_mult": 0.0},
+        "backbone": {"lr_mult": 0.5},
+        ".ln": {"decay_mult": 0.0},
+    }
+    rules = translate_custom_keys(keys, names, table, "deit_tiny_patch16_224", "pw", report)
+    assert all(r == {"lr_mult": 0.5} for r in rules.values())
+    assert [i.key for i in report.unmapped] == ["pw.custom_keys['.absolute_pos_embed']"]
+    assert "matches no parameter of timm's deit_tiny_patch16_224" in report.unmapped[0].message
+    assert any(i.key == "pw.custom_keys['.ln']" and "longer key" in i.message for i in report.notes)
+
+
+def test_without_a_table_keys_are_matched_on_timm_names_and_reported():
+    model = build_model({"name": "test_vit", "num_classes": 4}, device="meta")
+    names = [n for n, _ in model.named_parameters()]
+    report = Report()
+    rules = translate_custom_keys(
+        {".cls_token": {"decay_mult": 0.0}, "nothing": {}}, names, None, "test_vit", "k", report
+    )
+    assert rules == {"cls_token": {"decay_mult": 0.0}}
+    assert [i.key for i in report.unmapped] == ["k.custom_keys['.cls_token']", "k.custom_keys['nothing']"]
+    assert "no MMPretrain->timm parameter-name table" in report.unmapped[0].message
