@@ -124,9 +124,13 @@ class StaticBuild:
     schedule: Schedule
 
 
-def build_static(cfg: dict[str, Any], steps_per_epoch: int = 1) -> StaticBuild:
-    """Model on the meta device, optimizer and schedule at `steps_per_epoch` (1 where the data is unknown:
-    it still checks every schedule entry). Used by the dry run, inspect_recipe.py and plot_schedule.py."""
+def build_static(cfg: dict[str, Any], steps_per_epoch: int | None = None) -> StaticBuild:
+    """Model on the meta device, optimizer and schedule at `steps_per_epoch`. Used by the dry run,
+    inspect_recipe.py and plot_schedule.py; where the data is unknown (None), at the fewest steps per epoch
+    that fit every step-counted window of the schedule: every entry is checked, and the run checks again
+    at the real number."""
+    if steps_per_epoch is None:
+        steps_per_epoch = _fewest_steps_per_epoch(cfg)
     model = build_model(cfg["model"], device="meta")
     optimizer = build_optimizer(model, cfg["optimizer"], cfg.get("paramwise"))
     schedule = build_schedule(
@@ -136,3 +140,19 @@ def build_static(cfg: dict[str, Any], steps_per_epoch: int = 1) -> StaticBuild:
         train_cfg=cfg["train"],
     )
     return StaticBuild(model, optimizer, schedule)
+
+
+def _fewest_steps_per_epoch(cfg: dict[str, Any]) -> int:
+    """1, or more where an epoch-based run has step-counted schedule entries (begin, end, milestones) that
+    need more steps than epochs to fit."""
+    epochs = cfg["train"].get("epochs")
+    last = 0.0
+    for entry in cfg["schedule"] if epochs else ():
+        if entry.get("by_epoch", True):
+            continue
+        numbers = [entry.get("begin"), entry.get("end"), *(entry.get("milestones") or [])]
+        offset = entry.get("begin") or 0
+        for value in numbers:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                last = max(last, value + (offset if value in (entry.get("milestones") or []) else 0))
+    return max(1, -(-int(last + 1) // epochs)) if epochs else 1
