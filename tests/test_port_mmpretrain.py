@@ -83,7 +83,8 @@ CASES = {
 }
 SCHEDULES = sorted((CONFIGS / "_base_" / "schedules").glob("*.py"))
 NEEDS_REAL_STEPS = {"imagenet_bs1024_linearlr_bn_nowd.py"}
-"""Iteration windows past `epochs` steps: the dry run (1 step per epoch) rejects them; see the README."""
+"""Iteration windows past `epochs` steps (PolyLR from iteration 5000 of 300 epochs): compared at 20 steps
+per epoch, where they fit (the dry run checks them at the fewest steps per epoch that fit)."""
 
 
 def port(tmp_path: Path, config: Path, *args: str) -> tuple[Path, Ported]:
@@ -255,16 +256,12 @@ def test_param_groups_and_schedule_equal_mmengine(tmp_path, case):
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=[p.name for p in SCHEDULES])
 def test_every_mmpretrain_base_schedule_ports_and_equals_mmengine(tmp_path, schedule, capsys):
-    if schedule.name in NEEDS_REAL_STEPS:
-        with pytest.raises(SystemExit) as exit_:
-            PORT.main([str(schedule), "--model", "resnet18", "-o", str(tmp_path / "s.toml")])
-        assert exit_.value.code == 2
-        assert "the ported recipe is not valid" in capsys.readouterr().err
-        return
+    steps_per_epoch = 20 if schedule.name in NEEDS_REAL_STEPS else 2
     recipe, ported = port(tmp_path, schedule, "--model", "resnet18")
     described = inspect_json(tmp_path, recipe)
     check_param_groups(schedule, ported, described)
-    check_schedule(schedule, ported, described, plot_json(tmp_path, recipe, 2), 2)
+    plotted = plot_json(tmp_path, recipe, steps_per_epoch)
+    check_schedule(schedule, ported, described, plotted, steps_per_epoch)
 
 
 def _vit_depths(ported: Ported) -> dict[str, list[int]]:
