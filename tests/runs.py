@@ -13,6 +13,9 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "scripts" / "train.py"
+HOOKS = ROOT / "tests" / "fixtures" / "hooks"
+"""Modules a recipe's `imports` can name in tests (on PYTHONPATH in train_env); each does nothing unless its
+TRAINER_TEST_* variable is set."""
 
 SGD = 'type = "SGD"\nlr = 0.1\nmomentum = 0.9\nweight_decay = 1e-4'
 
@@ -39,7 +42,7 @@ def make_dataset(path: Path, n_train: int = 64, n_eval: int = 16, size: int = 16
     return path
 
 
-def recipe_text(dataset: Path, output_dir: Path, **overrides: str) -> str:
+def recipe_text(dataset: Path, output_dir: Path, *, imports: tuple[str, ...] = (), **overrides: str) -> str:
     sections = {
         "model": 'name = "test_vit"\nnum_classes = 4\nimg_size = 16\npatch_size = 4',
         "data": f'path = "{dataset}"\nbatch_size = 8\nnum_workers = 0\naugment = {{ no_aug = true }}',
@@ -49,7 +52,10 @@ def recipe_text(dataset: Path, output_dir: Path, **overrides: str) -> str:
     }
     sections.update(overrides)
     body = "\n\n".join(f"[{name}]\n{text}" for name, text in sections.items() if text is not None)
-    return f'seed = 0\noutput_dir = "{output_dir}"\n\n{body}\n'
+    head = f'seed = 0\noutput_dir = "{output_dir}"\n'
+    if imports:
+        head += f"imports = {list(imports)!r}\n".replace("'", '"')
+    return f"{head}\n{body}\n"
 
 
 def train_command(recipe: Path, *args: str, nproc: int = 1) -> list[str]:
@@ -68,19 +74,44 @@ def train_command(recipe: Path, *args: str, nproc: int = 1) -> list[str]:
     ]
 
 
-def train_env() -> dict[str, str]:
-    """Offline, one thread per process, and no launcher variables leaking in from the parent."""
+NOT_INHERITED = (
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "ACCELERATE_MIXED_PRECISION",
+)
+"""A launcher's variables: a test run started from inside a launched process must neither join its job nor
+take its precision."""
+
+
+def train_env(gpu: bool = False, **extra: str) -> dict[str, str]:
+    """Offline, one thread per process, no launcher (or test hook) variables leaking in from the parent, the
+    test hooks importable, and `extra` on top.
+
+    On the CPU unless `gpu`: CUDA_VISIBLE_DEVICES="" hides every GPU, so make_accelerator (cpu=not
+    torch.cuda.is_available()) trains on the CPU even on a GPU machine. There the bit-for-bit comparisons
+    hold (a GPU's kernels need not be deterministic) and two processes form a gloo group instead of fighting
+    over one GPU. Tests marked `gpu` pass gpu=True.
+    """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for var in [*NOT_INHERITED, *(v for v in env if v.startswith("TRAINER_TEST_"))]:
         env.pop(var, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH")) if p)
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    env.update(extra)
     return env
 
 
-def run(recipe: Path, *args: str, nproc: int = 1, expect: int = 0) -> subprocess.CompletedProcess:
-    """Run scripts/train.py to completion and check its exit code."""
+def run(
+    recipe: Path, *args: str, nproc: int = 1, expect: int = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run scripts/train.py to completion (in train_env() unless `env`) and check its exit code."""
     proc = subprocess.run(
         train_command(recipe, *args, nproc=nproc),
-        env=train_env(),
+        env=train_env() if env is None else env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -89,11 +120,20 @@ def run(recipe: Path, *args: str, nproc: int = 1, expect: int = 0) -> subprocess
     return proc
 
 
-def train_run(tmp_path: Path, dataset: Path, name: str, *args: str, nproc: int = 1, **sections: str) -> Path:
+def train_run(
+    tmp_path: Path,
+    dataset: Path,
+    name: str,
+    *args: str,
+    nproc: int = 1,
+    env: dict[str, str] | None = None,
+    imports: tuple[str, ...] = (),
+    **sections: str,
+) -> Path:
     out = tmp_path / name
     recipe = tmp_path / f"{name}.toml"
-    recipe.write_text(recipe_text(dataset, out, **sections))
-    run(recipe, *args, nproc=nproc)
+    recipe.write_text(recipe_text(dataset, out, imports=imports, **sections))
+    run(recipe, *args, nproc=nproc, env=env)
     return out
 
 
@@ -105,8 +145,46 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / "model.safetensors"))
 
 
-def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
+def comparable(out: Path) -> list[dict]:
+    """The metrics.jsonl records without `samples_per_sec` (a clock reading, never reproducible)."""
+    return [{k: v for k, v in r.items() if k != "samples_per_sec"} for r in records(out)]
+
+
+def without_replays(log: list[dict]) -> list[dict]:
+    """A log as the uninterrupted run writes it. A run killed after logging steps past its last checkpoint
+    logs them again when resumed; each repeated record must equal the one it repeats and is kept once."""
+    kept: dict[tuple, dict] = {}
+    for record in log:
+        key = (record["step"], tuple(sorted(record)))
+        assert kept.setdefault(key, record) == record, f"replayed record differs: {kept[key]} != {record}"
+    return list(kept.values())
+
+
+def assert_bit_equal(a: Path, b: Path, *, since_step: int = 0, replays: bool = False) -> None:
+    """Runs `a` and `b` are the same run: every metrics.jsonl record with a step after `since_step`
+    (`samples_per_sec` aside) compared step by step, and every final weight bit for bit (torch.equal).
+
+    `since_step`: `b` was resumed from that step in a fresh directory. `replays`: `b` was killed and resumed,
+    so it may log the steps between its last checkpoint and the kill twice (see without_replays).
+    """
+    log_a, log_b = comparable(a), comparable(b)
+    if replays:
+        log_b = without_replays(log_b)
+    log_a = [r for r in log_a if r["step"] > since_step]
+    log_b = [r for r in log_b if r["step"] > since_step]
+    assert log_a, f"{a} logged nothing after step {since_step}"
+    assert len(log_a) == len(log_b), ([r["step"] for r in log_a], [r["step"] for r in log_b])
+    for ra, rb in zip(log_a, log_b, strict=True):
+        assert ra == rb, f"step {ra['step']}: {ra} != {rb}"
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert [k for k in wa if not torch.equal(wa[k], wb[k])] == [], "weights differ"
+
+
+def assert_close_weights(a: Path, b: Path, *, atol: float, rtol: float) -> None:
+    """Final weights equal to a tolerance, for runs that are the same computation in another summation order
+    (callers say which); bit-equality claims use assert_bit_equal."""
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=1e-5, msg=k)
+        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=rtol, msg=k)

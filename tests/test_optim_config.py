@@ -6,9 +6,12 @@ import importlib
 from pathlib import Path
 
 import pytest
+import timm
+import torch
+from torch import nn
 
 from trainer.errors import RecipeError
-from trainer.optim import validate_optimizer_cfg, validate_paramwise_cfg
+from trainer.optim import build_optimizer, validate_optimizer_cfg, validate_paramwise_cfg
 from trainer.optim.hyperparams import base_hyperparams
 from trainer.optim.paramwise_options import parse_paramwise
 
@@ -22,6 +25,22 @@ def plugins(monkeypatch):
     return importlib.import_module("optim_plugins")
 
 
+@pytest.fixture
+def vit():
+    """A fresh tiny ViT per test (freezing rules change requires_grad)."""
+    return timm.create_model("test_vit", pretrained=False)
+
+
+def accepted(
+    cfg: dict, model: nn.Module | None = None, paramwise: dict | None = None
+) -> torch.optim.Optimizer:
+    """Validate `cfg` (it must pass) and build it: what a passing check lets through reaches the optimizer."""
+    validate_optimizer_cfg(cfg)
+    if paramwise is not None:
+        validate_paramwise_cfg(paramwise, cfg)
+    return build_optimizer(model if model is not None else nn.Linear(2, 2), cfg, paramwise or {})
+
+
 def error(fn, *args) -> RecipeError:
     with pytest.raises(RecipeError) as info:
         fn(*args)
@@ -30,12 +49,16 @@ def error(fn, *args) -> RecipeError:
 
 
 def test_a_valid_optimizer_passes():
-    validate_optimizer_cfg({**ADAMW, "betas": [0.9, 0.95], "eps": 1e-8, "amsgrad": False})
-    validate_optimizer_cfg({"type": "SGD", "lr": 0.1, "momentum": 0.9, "nesterov": True})
+    (group,) = accepted({**ADAMW, "betas": [0.9, 0.95], "eps": 1e-8, "amsgrad": True}).param_groups
+    assert [group[k] for k in ("lr", "weight_decay", "eps", "amsgrad")] == [1e-3, 0.05, 1e-8, True]
+    assert tuple(group["betas"]) == (0.9, 0.95)
+    sgd = accepted({"type": "SGD", "lr": 0.1, "momentum": 0.9, "nesterov": True})
+    assert isinstance(sgd, torch.optim.SGD)
+    assert (sgd.param_groups[0]["momentum"], sgd.param_groups[0]["nesterov"]) == (0.9, True)
 
 
 def test_lr_zero_is_allowed_as_torch_allows_it():
-    validate_optimizer_cfg({"type": "SGD", "lr": 0.0})
+    assert accepted({"type": "SGD", "lr": 0.0}).param_groups[0]["lr"] == 0.0
 
 
 def test_missing_type_is_an_error():
@@ -80,7 +103,8 @@ def test_betas_length_follows_the_optimizer_default():
 
 
 def test_optimizer_taking_kwargs_accepts_any_key(plugins):
-    validate_optimizer_cfg({"type": "optim_plugins:AnyKwargsSGD", "whatever": 3})
+    optimizer = accepted({"type": "optim_plugins:AnyKwargsSGD", "whatever": 3})
+    assert isinstance(optimizer, plugins.AnyKwargsSGD) and optimizer.extra == {"whatever": 3}
 
 
 def test_required_optimizer_argument_must_be_given(plugins):
@@ -112,13 +136,23 @@ def test_constructor_arguments_are_checked(ctor, key):
     assert error(validate_optimizer_cfg, {**ADAMW, "constructor": ctor}).key == key
 
 
-def test_layer_decay_accepts_mmpretrain_argument_name_and_mmengine_constructor_names():
-    validate_optimizer_cfg({**ADAMW, "constructor": {"type": "LayerDecay", "layer_decay_rate": 0.65}})
-    validate_optimizer_cfg(
-        {**ADAMW, "constructor": {"type": "LearningRateDecayOptimWrapperConstructor", "decay_rate": 0.65}}
+def lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    return {name: g["lr"] for g in optimizer.param_groups for name in g["param_names"]}
+
+
+def test_layer_decay_accepts_mmpretrain_argument_name_and_mmengine_constructor_names(vit):
+    reference = lrs(
+        build_optimizer(vit, {**ADAMW, "constructor": {"type": "LayerDecay", "decay_rate": 0.65}}, {})
     )
-    validate_optimizer_cfg({**ADAMW, "constructor": {"type": "DefaultOptimWrapperConstructor"}})
-    validate_optimizer_cfg({**ADAMW, "constructor": "Default"})
+    assert reference["head.weight"] == 1e-3 and reference["blocks.0.attn.qkv.weight"] < 1e-3  # decayed
+    mmpretrain = {"type": "LayerDecay", "layer_decay_rate": 0.65}
+    mmengine = {"type": "LearningRateDecayOptimWrapperConstructor", "decay_rate": 0.65}
+    for ctor in (mmpretrain, mmengine):
+        assert lrs(accepted({**ADAMW, "constructor": ctor}, vit)) == reference, ctor
+    plain = lrs(build_optimizer(vit, ADAMW, {}))
+    assert set(plain.values()) == {1e-3}
+    for ctor in ({"type": "DefaultOptimWrapperConstructor"}, "Default"):
+        assert lrs(accepted({**ADAMW, "constructor": ctor}, vit)) == plain, ctor
 
 
 def test_user_constructor_validates_its_own_arguments(plugins):
@@ -128,16 +162,19 @@ def test_user_constructor_validates_its_own_arguments(plugins):
     )
 
 
-def test_a_valid_paramwise_passes():
-    validate_paramwise_cfg(
-        {
-            "norm_decay_mult": 0.0,
-            "bias_lr_mult": 2,
-            "bypass_duplicate": True,
-            "rules": {"head.*": {"lr_mult": 10.0}, "pos_embed": {"decay_mult": 0.0, "freeze": True}},
-        },
-        ADAMW,
-    )
+def test_a_valid_paramwise_passes(vit):
+    paramwise = {
+        "norm_decay_mult": 0.0,
+        "bias_lr_mult": 2,
+        "bypass_duplicate": True,
+        "rules": {"head.*": {"lr_mult": 10.0}, "pos_embed": {"decay_mult": 0.0, "freeze": True}},
+    }
+    optimizer = accepted(ADAMW, vit, paramwise)
+    settings = {n: (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for n in g["param_names"]}
+    assert settings["head.weight"] == pytest.approx((1e-2, 0.05))
+    assert settings["blocks.0.norm1.weight"] == pytest.approx((1e-3, 0.0))
+    assert settings["blocks.0.attn.qkv.bias"] == pytest.approx((2e-3, 0.05))
+    assert "pos_embed" not in settings and not vit.pos_embed.requires_grad  # frozen
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import timm
 import torch
@@ -326,11 +324,23 @@ def test_builds_on_the_meta_device():
     assert len(optimizer.param_groups) == 3
 
 
-def test_thousands_of_tensors_and_dozens_of_rules_build_fast():
+def test_thousands_of_tensors_and_dozens_of_rules_each_get_their_rule():
+    # How fast this builds is scripts/benchmark.py's business (docs/benchmarks.md, "Setup costs"): a time
+    # limit here would fail on a busy machine and prove nothing on a fast one.
     with torch.device("meta"):
         model = timm.create_model("vit_small_patch16_224", depth=120, pretrained=False)  # 1,448 tensors
     rules = {f"blocks.{i}.*": {"lr_mult": 0.5 + i / 100} for i in range(0, 120, 3)}
     rules |= {"*.norm*": {"decay_mult": 0.0}, "head.*": {"lr_mult": 10.0}}
-    start = time.perf_counter()
-    build_optimizer(model, ADAMW, {"bias_decay_mult": 0.0, "norm_decay_mult": 0.0, "rules": rules})
-    assert time.perf_counter() - start < 2.0  # the benchmark's target is 0.5 s; loose for busy CI hosts
+    optimizer = build_optimizer(
+        model, ADAMW, {"bias_decay_mult": 0.0, "norm_decay_mult": 0.0, "rules": rules}
+    )
+    got = settings(model, optimizer)
+    assert len(got) == len(list(model.parameters())) == 1448
+    lr, wd = ADAMW["lr"], ADAMW["weight_decay"]
+    assert got["blocks.3.mlp.fc1.weight"] == pytest.approx((lr * 0.53, wd))
+    assert got["blocks.3.mlp.fc1.bias"] == pytest.approx((lr * 0.53, wd))  # a rule wins over bias_decay_mult
+    assert got["blocks.4.mlp.fc1.weight"] == pytest.approx((lr, wd))  # no rule for block 4
+    assert got["blocks.4.mlp.fc1.bias"] == pytest.approx((lr, 0.0))
+    assert got["blocks.4.norm1.weight"] == pytest.approx((lr, 0.0))  # "*.norm*"
+    assert got["blocks.117.norm1.weight"] == pytest.approx((lr * 1.67, wd))  # the longer pattern wins
+    assert got["head.weight"] == pytest.approx((lr * 10.0, wd))

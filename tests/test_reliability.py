@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from runs import (
     SGD,
     TRAIN,
-    assert_same_weights,
+    assert_bit_equal,
     make_dataset,
     recipe_text,
     records,
@@ -28,7 +30,7 @@ from runs import (
     train_run,
     weights,
 )
-from trainer.checkpoint import is_complete, list_checkpoints
+from trainer.checkpoint import is_complete, list_checkpoints, resolve_resume
 from trainer.errors import EXIT_PREEMPTED
 
 pytestmark = pytest.mark.slow
@@ -53,17 +55,6 @@ def reference(tmp_path_factory, dataset) -> Path:
     return train_run(tmp_path_factory.mktemp("ref"), dataset, "reference", **LONG)
 
 
-def wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 500) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        metrics = out / "metrics.jsonl"
-        if metrics.exists() and any(r.get("step", 0) >= step for r in records(out)):
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
-    raise AssertionError(f"no step {step} within {timeout} s")
-
-
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (torchrun's workers live in their own sessions, so killpg misses them)."""
     children: dict[int, list[int]] = {}
@@ -81,13 +72,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def start(recipe: Path, *args: str, nproc: int = 1) -> subprocess.Popen:
+def start(recipe: Path, *args: str, nproc: int = 1, env: dict[str, str] | None = None) -> subprocess.Popen:
     command = train_command(recipe, *args, nproc=nproc)
     if nproc > 1:  # as scripts/slurm_train.sh: the launcher ignores SIGUSR1, its workers handle it
         command = ["bash", "-c", 'trap "" USR1; exec "$@"', "launcher", *command]
     return subprocess.Popen(
         command,
-        env=train_env(),
+        env=train_env() if env is None else env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -95,53 +86,79 @@ def start(recipe: Path, *args: str, nproc: int = 1) -> subprocess.Popen:
     )
 
 
+def step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("_")[1])
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(tmp_path, dataset, reference, sig):
+    """The signal arrives right after step 6 (sent by the sigterm_at_step hook: no race with a fast run)."""
     out = tmp_path / "run"
     recipe = tmp_path / "run.toml"
-    recipe.write_text(recipe_text(dataset, out, **LONG))
-    proc = start(recipe)
-    wait_for_step(out, 6, proc)
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=500)
-    assert proc.returncode == EXIT_PREEMPTED, stderr
-    assert "continue with --resume auto" in stderr and "Traceback" not in stderr
-    stopped_at = list_checkpoints(out / "checkpoints")[-1]
-    assert 6 <= int(stopped_at.name.split("_")[1]) < 24
+    recipe.write_text(recipe_text(dataset, out, imports=("sigterm_at_step",), **LONG))
+    env = train_env(TRAINER_TEST_SIGTERM_AT_STEP="6", TRAINER_TEST_SIGNAL=sig.name)
+    proc = subprocess.run(train_command(recipe), env=env, capture_output=True, text=True, timeout=500)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    assert f"stopped by signal {int(sig)} after step 6; checkpoint saved, continue with --resume auto" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert [step_of(p) for p in list_checkpoints(out / "checkpoints")] == [4, 6]
+    assert max(r["step"] for r in records(out)) == 6
     run(recipe, "--resume", "auto")
-    assert_same_weights(reference, out, atol=0)
+    assert_bit_equal(reference, out)
 
 
-def test_two_processes_stop_together_on_sigusr1_and_resume_exactly(tmp_path, dataset, reference):
+DDP = {
+    **LONG,
+    "data": 'path = "{dataset}"\nbatch_size = 4\nnum_workers = 0\naugment = {{ no_aug = true }}',
+    "train": "max_steps = 12\nlog_every = 1\nsignal_check_every = 2",
+}
+"""2 processes x batch 4, the processes agreeing on a stop every 2 steps."""
+
+
+def ddp_sections(dataset: Path) -> dict[str, str]:
+    return {**DDP, "data": DDP["data"].format(dataset=dataset)}
+
+
+def test_two_processes_stop_together_on_sigusr1_and_resume_exactly(tmp_path, dataset):
+    reference = train_run(tmp_path, dataset, "reference", nproc=2, **ddp_sections(dataset))
     out = tmp_path / "ddp"
     recipe = tmp_path / "ddp.toml"
-    sections = {
-        **LONG,
-        "data": f'path = "{dataset}"\nbatch_size = 4\nnum_workers = 0\naugment = {{ no_aug = true }}',
-        "train": "max_steps = 24\nlog_every = 1\nsignal_check_every = 2",
-    }
-    recipe.write_text(recipe_text(dataset, out, **sections))
-    proc = start(recipe, nproc=2)
-    wait_for_step(out, 5, proc)
-    for pid in [proc.pid, *descendants(proc.pid)]:  # as SLURM does: every process of the job step
-        os.kill(pid, signal.SIGUSR1)
-    stdout, stderr = proc.communicate(timeout=500)
+    recipe.write_text(recipe_text(dataset, out, imports=("pause_at_step",), **ddp_sections(dataset)))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    # Both processes wait after step 5 until the gate opens: the signals land while the run cannot finish.
+    proc = start(
+        recipe, nproc=2, env=train_env(TRAINER_TEST_PAUSE_AT_STEP="5", TRAINER_TEST_GATE_DIR=str(gate))
+    )
+    try:
+        deadline = time.time() + 500
+        while len(list(gate.glob("paused.*"))) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the processes never reached step 5"
+            time.sleep(0.1)
+        for pid in [proc.pid, *descendants(proc.pid)]:  # as SLURM does: every process of the job step
+            os.kill(pid, signal.SIGUSR1)
+    finally:
+        (gate / "go").touch()  # never leave the processes waiting
+    _, stderr = proc.communicate(timeout=500)
     assert "exitcode  : 75" in stderr or "exitcode: 75" in stderr.replace(" ", ""), stderr[-3000:]
-    step = int(list_checkpoints(out / "checkpoints")[-1].name.split("_")[1])
-    assert step % 2 == 0 and 6 <= step < 24
+    # Signalled after step 5, they agree at the next check (every 2 steps): step 6, on both processes.
+    assert f"stopped by signal {int(signal.SIGUSR1)} after step 6; checkpoint saved" in stderr
+    assert [step_of(p) for p in list_checkpoints(out / "checkpoints")] == [4, 6]
     run(recipe, "--resume", "auto", nproc=2)
-    # 2 processes x batch 4 is 1 process x batch 8: same samples per step, averaged by DDP
-    assert_same_weights(reference, out, atol=1e-5)
+    assert_bit_equal(reference, out)  # the same number of processes: the same run, bit for bit
 
 
 KILL_POINTS = {
-    "before_save_state": ("accelerator", "save_state", "before"),
-    "after_save_state": ("accelerator", "save_state", "after"),
-    "after_manifest": ("checkpoint", "_fsync_dir", "before"),
-    "before_rename": ("checkpoint", "os.replace", "before"),
-    "after_rename": ("checkpoint", "_prune", "before"),
+    # point: (what is patched, its name, when the kill comes, the newest checkpoint that must survive)
+    "before_save_state": ("accelerator", "save_state", "before", 4),  # step 8's folder is still empty
+    "after_save_state": ("accelerator", "save_state", "after", 4),  # step 8's files, but no manifest
+    "after_manifest": ("checkpoint", "_fsync_dir", "before", 4),  # manifest written, still a .tmp_ folder
+    "before_rename": ("checkpoint", "os.replace", "before", 4),  # complete, but not renamed into place
+    "after_rename": ("checkpoint", "_prune", "before", 8),  # renamed: step 8 is a checkpoint
 }
-
 KILLER = """
 import os, runpy, signal, sys
 import accelerate
@@ -172,13 +189,14 @@ runpy.run_path(os.environ["TRAIN_SCRIPT"], run_name="__main__")
 def test_kill_9_during_a_checkpoint_write_never_leaves_a_checkpoint_resume_would_pick(
     tmp_path, dataset, reference, point
 ):
-    holder, name, when = KILL_POINTS[point]
+    holder, name, when, survivor = KILL_POINTS[point]
     out = tmp_path / "run"
+    root = out / "checkpoints"
     recipe = tmp_path / "run.toml"
     recipe.write_text(recipe_text(dataset, out, **LONG))
     killer = tmp_path / "killer.py"
     killer.write_text(textwrap.dedent(KILLER))
-    env = {**train_env(), "TRAIN_SCRIPT": str(TRAIN), "FINAL": str(out / "checkpoints" / "step_00000008")}
+    env = train_env(TRAIN_SCRIPT=str(TRAIN), FINAL=str(root / "step_00000008"))
     proc = subprocess.run(
         [sys.executable, str(killer), holder, when, "8", name, str(recipe)],
         env=env,
@@ -187,11 +205,21 @@ def test_kill_9_during_a_checkpoint_write_never_leaves_a_checkpoint_resume_would
         timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    complete = list_checkpoints(out / "checkpoints")
-    assert complete and all(is_complete(p) for p in complete)
-    assert int(complete[-1].name.split("_")[1]) in (4, 8)  # the one being written only counts once whole
-    run(recipe, "--resume", "auto")
-    assert_same_weights(reference, out, atol=0)
+    assert max(r["step"] for r in records(out)) == 8  # killed while writing step 8's checkpoint
+    complete = list_checkpoints(root)
+    assert [step_of(p) for p in complete] == list(range(4, survivor + 1, 4))
+    assert all(is_complete(p) for p in complete)
+    # The one being written only counts once renamed into place; until then it is a .tmp_ folder.
+    assert (root / ".tmp_step_00000008").exists() == (survivor == 4)
+    assert (root / "step_00000008").exists() == (survivor == 8)
+    assert resolve_resume("auto", out) == root / f"step_{survivor:08d}"
+    resumed = run(recipe, "--resume", "auto")
+    assert (
+        f"resumed from {root / f'step_{survivor:08d}'} at step {survivor}" in resumed.stdout + resumed.stderr
+    )
+    assert not list(root.glob(".tmp_*"))  # the next checkpoint cleaned the partial one up
+    # Steps 5 to 8 were logged before the kill and again after a resume from step 4: the same records.
+    assert_bit_equal(reference, out, replays=True)
 
 
 def mount_tmpfs(path: Path, size: str) -> None:
@@ -317,10 +345,72 @@ def test_a_run_that_only_skips_stops_instead_of_spinning(tmp_path, dataset):
     assert code == 1
 
 
-def test_same_recipe_and_seed_give_the_same_weights_and_record_their_provenance(tmp_path, dataset):
-    first = train_run(tmp_path, dataset, "a", train="max_steps = 4\nlog_every = 2", eval="enabled = false")
-    second = train_run(tmp_path, dataset, "b", train="max_steps = 4\nlog_every = 2", eval="enabled = false")
-    assert_same_weights(first, second, atol=0)
+def poisoned_run(tmp_path: Path, dataset: Path, mode: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """8 steps on 2 processes x batch 4 (`on_nonfinite = mode`, a checkpoint after every step), where the
+    process of rank 1 loads one NaN image in its third batch (the poison_sample hook, through the real data
+    path: dataset, transform, SeededTransform, Accelerate's sharded loader); rank 0's data is clean."""
+    out = tmp_path / mode
+    recipe = tmp_path / f"{mode}.toml"
+    sections = {
+        **ddp_sections(dataset),
+        # Random erasing on (as DeiT's recipe): the workers return normalized float pixels, which can be NaN.
+        "data": f'path = "{dataset}"\nbatch_size = 4\nnum_workers = 0\naugment = {{ re_prob = 0.25 }}',
+        "train": f'max_steps = 8\nlog_every = 1\non_nonfinite = "{mode}"',
+        "checkpoint": "interval = 1\nmax_keep = -1",
+    }
+    recipe.write_text(recipe_text(dataset, out, imports=("poison_sample",), **sections))
+    env = train_env(TRAINER_TEST_POISON_BATCH="3", TRAINER_TEST_POISON_DIR=str(tmp_path))
+    proc = subprocess.run(
+        train_command(recipe, nproc=2), env=env, capture_output=True, text=True, timeout=600
+    )
+    assert [p.name for p in tmp_path.glob("poisoned.*")] == ["poisoned.1"], proc.stderr[-3000:]
+    return proc, out
+
+
+def all_finite(folder: Path) -> bool:
+    return all(
+        torch.isfinite(t).all() for f in folder.glob("*.safetensors") for t in load_file(str(f)).values()
+    )
+
+
+def test_nan_on_one_of_two_processes_stops_both_naming_the_step_and_saves_nothing_after_it(tmp_path, dataset):
+    proc, out = poisoned_run(tmp_path, dataset, "stop")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "exitcode  : 1" in proc.stderr or "exitcode: 1" in proc.stderr.replace(" ", "")
+    root = out / "checkpoints"
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("training error")]
+    assert lines == [  # one line, from the main process, although rank 1 saw the NaN
+        f"training error: non-finite loss or gradient norm in step 3; nothing was saved after it "
+        f"(last checkpoint: {root / 'step_00000002'})"
+    ]
+    assert [step_of(p) for p in list_checkpoints(root)] == [1, 2]
+    assert not list(root.glob(".tmp_*")) and not (root / "step_00000003").exists()
+    assert all(all_finite(p) for p in list_checkpoints(root))
+    assert not (out / "model.safetensors").exists()
+    assert max(r["step"] for r in records(out)) == 2  # step 3's record would carry a NaN loss: not written
+
+
+def test_nan_on_one_of_two_processes_is_skipped_by_both_in_skip_mode(tmp_path, dataset):
+    proc, out = poisoned_run(tmp_path, dataset, "skip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training error" not in proc.stderr
+    recs = [r for r in records(out) if "loss" in r]
+    # 9 micro-batches, the third one's update skipped on both processes (DDP averaged its NaN gradients):
+    # still 8 steps, the skip counted from step 3 on.
+    assert [r["step"] for r in recs] == list(range(1, 9))
+    assert [r.get("skipped_steps", 0) for r in recs] == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert all(math.isfinite(r["grad_norm"]) for r in recs)  # each update's own norm: finite
+    # Step 3's loss is the mean of a window that holds the skipped NaN micro-batch; the others are finite.
+    assert all(math.isfinite(r["loss"]) for r in recs if r["step"] != 3)
+    root = out / "checkpoints"
+    assert [step_of(p) for p in list_checkpoints(root)] == list(range(1, 9))
+    assert all(all_finite(p) for p in list_checkpoints(root)) and all_finite(out)
+
+
+def test_same_recipe_and_seed_give_the_same_run_and_record_their_provenance(tmp_path, dataset):
+    first = train_run(tmp_path, dataset, "a", train="max_steps = 4\nlog_every = 1", eval="enabled = false")
+    second = train_run(tmp_path, dataset, "b", train="max_steps = 4\nlog_every = 1", eval="enabled = false")
+    assert_bit_equal(first, second)
     info = json.loads((first / "run_info.json").read_text())
     assert info["seed"] == 0
     assert {"torch", "timm", "accelerate", "datasets"} <= {k for k, v in info["versions"].items() if v}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -167,17 +165,19 @@ def test_steps_per_epoch_counts_short_last_batches_and_windows():
         steps_per_epoch(0, 64, 1)
 
 
-def test_a_million_step_curve_builds_in_seconds_and_apply_is_cheap():
+def test_a_million_step_curve_for_a_dozen_groups_is_built_and_applied_whole():
+    # How fast this builds and applies is scripts/benchmark.py's business (docs/benchmarks.md, "Setup
+    # costs"): a time limit here would fail on a busy machine and prove nothing on a fast one.
     opt = adamw([{"lr": 1e-3 * 0.7**i} for i in range(12)])
-    start = time.perf_counter()
     schedule = schedule_for(opt, spe=10_000, train={"epochs": 100})
-    assert time.perf_counter() - start < 10
     assert schedule.total_steps == 1_000_000
-    curve = schedule.curve("lr", [0])[0]
+    curves = schedule.curve("lr")
+    assert curves.shape == (12, 1_000_000)
+    curve = curves[0]
     assert curve[0] == pytest.approx(1e-6) and curve.argmax() == 20_000 - 1
     assert np.all(curve[19_999:30_000] == curve[19_999])  # held bit for bit until the first epoch step
     assert np.all(np.diff(curve[20_000:]) <= 0)
-    start = time.perf_counter()
+    np.testing.assert_allclose(curves[11], curve * 0.7**11, rtol=1e-12)  # every group keeps its multiplier
     for step in range(0, 1_000_000, 1000):
         schedule.apply(opt, step)
-    assert (time.perf_counter() - start) / 1000 < 1e-3
+        assert [g["lr"] for g in opt.param_groups] == curves[:, step].tolist(), step

@@ -19,9 +19,11 @@ from trainer.schedule import (
     register_scheduler,
     validate_schedule,
 )
+from trainer.schedule.validate import parse_schedule
 
 EPOCHS = {"epochs": 10}
 STEPS = {"max_steps": 500}
+SGD = [{"lr": 0.1, "momentum": 0.9}]
 
 CASES = {
     "unknown type": (
@@ -240,27 +242,38 @@ def test_bad_entry_is_a_recipe_error_with_its_key_path(case):
     assert "\n" not in str(info.value)
 
 
-def test_valid_entries_pass_validation():
-    validate_schedule(
-        [
-            {"type": "LinearLR", "start_factor": 0.001, "end": 0.5, "convert_to_iter_based": True},
-            {"type": "CosineAnnealingLR", "begin": 1, "eta_min_ratio": 0.01},
-            {"type": "MultiStepMomentum", "milestones": [3, 6], "gamma": 0.9},
-            {"type": "ReduceOnPlateauLR", "patience": 2},
-        ],
-        EPOCHS,
-    )
-    validate_schedule(
-        [
-            {"type": "LinearLR", "by_epoch": False, "end": 100},
-            {"type": "CosineAnnealingLR", "begin": 1, "convert_to_iter_based": True},
-            {"type": "ReduceOnPlateauLR"},
-        ],
-        STEPS,
-    )
+def test_valid_entries_pass_validation_and_build_as_written():
+    by_epoch = [
+        {"type": "LinearLR", "start_factor": 0.001, "end": 0.5, "convert_to_iter_based": True},
+        {"type": "CosineAnnealingLR", "begin": 1, "eta_min_ratio": 0.01},
+        {"type": "MultiStepMomentum", "milestones": [3, 6], "gamma": 0.9},
+        {"type": "ReduceOnPlateauLR", "patience": 2},
+    ]
+    by_step = [
+        {"type": "LinearLR", "by_epoch": False, "end": 100},
+        {"type": "CosineAnnealingLR", "begin": 1, "convert_to_iter_based": True},
+        {"type": "ReduceOnPlateauLR"},
+    ]
+    assert validate_schedule(by_epoch, EPOCHS, hyperparams=["lr", "momentum"], optimizer_name="SGD") is None
+    assert validate_schedule(by_step, STEPS) is None
+    parsed = parse_schedule(by_epoch, EPOCHS)  # what validation checked, defaults filled in
+    assert [(e.cls.__name__, e.cls.param) for e in parsed] == [
+        ("LinearLR", "lr"),
+        ("CosineAnnealingLR", "lr"),
+        ("MultiStepMomentum", "momentum"),
+        ("ReduceOnPlateauLR", "lr"),
+    ]
+    assert parsed[0].args["end"] == 0.5 and parsed[0].converted and parsed[0].args["end_factor"] == 1.0
+    assert parsed[1].epoch_stepped and parsed[1].args["end"] is None  # to the end of training
+    assert parsed[3].args["patience"] == 2 and parsed[3].args["factor"] == 0.1  # MMEngine's default
+    schedule = build_schedule(by_epoch, param_groups=SGD, steps_per_epoch=10, train_cfg=EPOCHS)
+    assert schedule.values(0)[0]["lr"] == pytest.approx(1e-4)  # 0.1 x start_factor
+    assert schedule.values(5)[0]["lr"] == pytest.approx(0.1)  # warm-up over after half an epoch (5 steps)
+    assert [schedule.values(s)[0]["momentum"] for s in (29, 30, 60)] == pytest.approx([0.9, 0.81, 0.729])
+    steps = build_schedule(by_step, param_groups=SGD, steps_per_epoch=10, train_cfg=STEPS)
+    assert steps.total_steps == 500 and steps.values(0)[0]["lr"] == pytest.approx(0.1 / 3)
 
 
-SGD = [{"lr": 0.1, "momentum": 0.9}]
 BUILD_CASES = {
     "iteration begin beyond training": (
         [{"type": "LinearLR", "by_epoch": False, "begin": 600}],

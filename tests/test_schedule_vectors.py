@@ -1,4 +1,5 @@
-"""Schedules against the stored MMEngine Runner vectors (shared/reference/mmengine_vectors.json)."""
+"""Schedules against values recorded from MMEngine 0.10.7's Runner (tests/data/mmengine_vectors.json, written
+by scripts/make_reference_vectors.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import pytest
 from trainer.errors import RecipeError
 from trainer.schedule import build_schedule
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mmengine_vectors.json"
-pytestmark = pytest.mark.skipif(not VECTORS.exists(), reason="shared reference vectors not present")
+VECTORS = Path(__file__).resolve().parent / "data" / "mmengine_vectors.json"
 
 
 def load() -> dict:
@@ -20,8 +20,6 @@ def load() -> dict:
 
 def comparable() -> list[str]:
     """Every Runner vector with one update per iteration (V14 counts micro-batches; V17 is rejected)."""
-    if not VECTORS.exists():
-        return []
     return [
         name
         for name, v in load()["schedule_vectors"].items()
@@ -79,3 +77,32 @@ def test_reduce_on_plateau_trace_equals_mmengine():
         step = (row["epoch"] + 1) * 5  # validation after epoch e, before step (e + 1) * steps_per_epoch
         schedule.report_metric("loss", row["loss"], step)
         assert schedule.values(step)[0]["lr"] == pytest.approx(row["lr"], rel=1e-12)
+
+
+def test_every_stored_vector_is_checked_and_comes_from_mmengine_0_10_7():
+    stored = load()
+    assert stored["meta"]["mmengine_version"] == "0.10.7"
+    names = set(stored["schedule_vectors"])
+    assert len(comparable()) == 25
+    assert names - set(comparable()) == {
+        "V14_accumulation_scheduler_steps_per_dataloader_iter",  # we count updates, MMEngine micro-batches
+        "V17_by_epoch_scheduler_in_iter_based_loop",  # rejected: see the test above
+    }
+
+
+def test_the_stored_vectors_are_the_generating_scripts_cases():
+    """tests/data/mmengine_vectors.json holds the cases scripts/make_reference_vectors.py defines, each with
+    the values MMEngine's Runner gave it there (rerun the script after changing a case)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "make_reference_vectors.py"
+    spec = importlib.util.spec_from_file_location("make_reference_vectors", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.DEFAULT_OUT == VECTORS
+    stored = load()["schedule_vectors"]
+    assert list(stored) == list(script.VECTORS)
+    for name, case in script.VECTORS.items():
+        entry = json.loads(json.dumps({k: v for k, v in case.items() if k not in ("keys", "query", "full")}))
+        assert {k: stored[name][k] for k in entry} == entry, name
+        assert list(stored[name]["values_at_iteration"]) == [str(i) for i in case["query"]], name

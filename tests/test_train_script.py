@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN = ROOT / "scripts" / "train.py"
+from runs import ROOT, TRAIN, train_env
 
 RECIPE = """
 [model]
@@ -43,10 +41,14 @@ begin = 1
 
 
 def run_train(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    env.pop("WORLD_SIZE", None)
+    """scripts/train.py on the CPU (train_env), so that what --amp picks does not depend on the machine."""
     return subprocess.run(
-        [sys.executable, str(TRAIN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        env=train_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
