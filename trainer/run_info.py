@@ -88,6 +88,8 @@ def open_run_dir(accelerator, recipe: Recipe, resume_from: Path | None, state: T
             output_dir.mkdir(parents=True, exist_ok=True)
             recipe.save(output_dir / "recipe.toml")
             write_run_info(output_dir, cfg)
+            if resume_from is not None:
+                rewind_metrics(output_dir / "metrics.jsonl", state.step)
         except OSError as err:
             unwritable = err
     if any_failed(accelerator, unwritable is not None):
@@ -102,6 +104,19 @@ def open_run_dir(accelerator, recipe: Recipe, resume_from: Path | None, state: T
             + (f"; recipe changed: {'; '.join(changes)}" if changes else "")
         )
     return MetricsLog(accelerator, output_dir, use_trackers=bool(log_with))
+
+
+def rewind_metrics(path: Path, step: int) -> None:
+    """Drop the records of steps after `step`: a run killed after its last checkpoint logged steps that the
+    resumed run trains and logs again, and metrics.jsonl keeps one record of each."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
 
 
 def tracker_config(cfg: dict[str, Any]) -> dict[str, Any]:
