@@ -6,16 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.errors import RecipeError
+from trainer.optim.paramwise_options import MULTIPLIERS
 from trainer.port.report import Report
 
-MULTIPLIERS = (
-    "bias_lr_mult",
-    "bias_decay_mult",
-    "norm_decay_mult",
-    "flat_decay_mult",
-    "dwconv_decay_mult",
-    "dcn_offset_lr_mult",
-)
 LAYER_DECAY_MULTIPLIERS = ("bias_decay_mult", "norm_decay_mult", "flat_decay_mult")
 LAYER_DECAY_VERIFIED = ("vit",)
 """Families whose timm group_matcher layer ids equal MMPretrain's get_layer_depth (tested)."""
