@@ -30,6 +30,7 @@ from trainer.seeding import SeededTransform
 from trainer.transforms import (
     build_transforms,
     collate_image_batch,
+    eval_loader,
     model_in_chans,
     probe_pipelines,
     validate_augment,
@@ -280,15 +281,7 @@ def build_dataloaders(
     if eval_ds is None:
         return train_loader, None
     probe_pipelines(eval_ds, cfg.eval_split, {"eval": eval_tf}, in_chans)
-    eval_loader = DataLoader(
-        SeededTransform(eval_ds, eval_tf, seed=None, bad=BadSamples(cfg.image_column, cfg.on_bad_sample)),
-        batch_size=cfg.eval_batch_size or cfg.batch_size,
-        shuffle=False,
-        drop_last=False,
-        collate_fn=collate_image_batch,
-        **options,
-    )
-    return train_loader, eval_loader
+    return train_loader, eval_loader(eval_ds, eval_tf, cfg, options)
 
 
 class DataWatch:

@@ -42,7 +42,13 @@ from trainer.errors import RecipeError, did_you_mean
 from trainer.schema import NO_EVAL, DataCfg
 from trainer.seeding import SeededTransform, mix_seed
 from trainer.shards import Shards, count_rows, find_shards, iter_rows, parquet_column_range, pick_split
-from trainer.transforms import build_transforms, collate_image_batch, model_in_chans, probe_pipelines
+from trainer.transforms import (
+    build_transforms,
+    collate_image_batch,
+    eval_loader,
+    model_in_chans,
+    probe_pipelines,
+)
 
 INDEX = "__index__"
 """The column a stream's examples carry their global index in."""
@@ -434,15 +440,7 @@ def build_streaming_dataloaders(
     eval_files = pick_split(splits, cfg.eval_split, "data.eval_split", cfg.path, hint=hint)
     eval_ds = _map_style(count_rows(eval_files, fmt), cfg, cfg.eval_split, num_classes)
     probe_pipelines(eval_ds, cfg.eval_split, {"eval": eval_tf}, in_chans)
-    eval_loader = DataLoader(
-        SeededTransform(eval_ds, eval_tf, seed=None, bad=BadSamples(cfg.image_column, cfg.on_bad_sample)),
-        batch_size=cfg.eval_batch_size or cfg.batch_size,
-        shuffle=False,
-        drop_last=False,
-        collate_fn=collate_image_batch,
-        **options,
-    )
-    return train_loader, eval_loader
+    return train_loader, eval_loader(eval_ds, eval_tf, cfg, options)
 
 
 def _check_plan(plan: EpochPlan, shards: Shards, num_workers: int) -> None:

@@ -226,6 +226,26 @@ def collate_image_batch(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, t
     return pixels, labels
 
 
+def eval_loader(
+    eval_ds: Any, eval_tf: ImageClassificationTransform, cfg: Any, options: dict[str, Any]
+) -> Any:
+    """The eval DataLoader: in order, every sample once, unseeded (nothing random), unreadable images as
+    `data.on_bad_sample` says; the same for map-style and streamed training data."""
+    from torch.utils.data import DataLoader
+
+    from trainer.bad_samples import BadSamples
+    from trainer.seeding import SeededTransform
+
+    return DataLoader(
+        SeededTransform(eval_ds, eval_tf, seed=None, bad=BadSamples(cfg.image_column, cfg.on_bad_sample)),
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
+        shuffle=False,
+        drop_last=False,
+        collate_fn=collate_image_batch,
+        **options,
+    )
+
+
 def probe_pipelines(ds: Any, split: str, pipelines: dict[str, Any], in_chans: int) -> None:
     """Run the first image of `split` through each pipeline, so bad images or augment values fail now.
 
