@@ -39,10 +39,10 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
     import torch.nn.functional as F
     from accelerate.utils import set_seed
 
-    from trainer.build import build_run, make_accelerator
     from trainer.data import loader_options, set_epoch
+    from trainer.data.transforms import batch_normalizer
     from trainer.recipe import load_recipe
-    from trainer.transforms import batch_normalizer
+    from trainer.run.build import build_run, make_accelerator
 
     accelerator = None
     results = []

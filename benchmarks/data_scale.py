@@ -46,7 +46,7 @@ def startup(files: int = 200_000) -> dict[str, Any]:
     import datasets
     from timm.data import create_dataset
 
-    from trainer.folder import folder_dataset_dict
+    from trainer.data.sources.folder import folder_dataset_dict
 
     with tempfile.TemporaryDirectory(prefix="bench_tree_") as tmp:
         root = Path(tmp) / "train"

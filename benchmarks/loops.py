@@ -275,9 +275,9 @@ def run_trainer(case: Case, workdir: Path, extra: dict[str, Any] | None = None) 
     """(a): `trainer.loop.train` on the synthetic loader; wall samples/s from its metrics.jsonl records."""
     import tomli_w
 
-    from trainer.loop import train
     from trainer.model import build_model
     from trainer.recipe import load_recipe
+    from trainer.run.loop import train
 
     workdir.mkdir(parents=True, exist_ok=True)
     rules = paramwise_rules(build_model(model_cfg(case), device="meta"))

@@ -149,15 +149,15 @@ def startup_phases(recipe_path: str, overrides: list[str]) -> dict[str, float]:
     clock.mark("interpreter", since=_process_start())
     import torch.nn.functional as F
 
-    import trainer.loop  # noqa: F401  (what scripts/train.py imports; trainer.build comes with it)
-    from trainer.build import build_run, make_accelerator
+    import trainer.run.loop  # noqa: F401  (what scripts/train.py imports; trainer.build comes with it)
+    from trainer.run.build import build_run, make_accelerator
 
-    clock.mark("import trainer.loop")
+    clock.mark("import trainer.run.loop")
     from accelerate.utils import set_seed
 
+    from trainer.data.transforms import batch_normalizer
     from trainer.recipe import load_recipe
-    from trainer.runtime import resolve_precision
-    from trainer.transforms import batch_normalizer
+    from trainer.run.runtime import resolve_precision
 
     recipe = load_recipe(recipe_path, overrides)
     clock.mark("load_recipe (validate)")

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is i
 
 from benchmarks.loops import OVERHEAD_MODEL  # noqa: E402
 from benchmarks.run import OTHER_IMAGE_SIZE, SECTIONS, BenchConfig, default_image_size, run_benchmark  # noqa: E402
-from trainer.cli import ArgumentParser  # noqa: E402
+from trainer.recipe.cli import ArgumentParser  # noqa: E402
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -10,8 +10,8 @@ import json
 import os
 import sys
 
-from trainer.cli import recipe_parser
 from trainer.errors import exit_on_recipe_error
+from trainer.recipe.cli import recipe_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the result to FILE")
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
-        from trainer.eval_run import evaluate_target, resolve_target
+        from trainer.run.eval_run import evaluate_target, resolve_target
 
         target = resolve_target(args.recipe, args.overrides, weights=args.weights, ema=args.ema)
         result = evaluate_target(target, amp=args.amp)

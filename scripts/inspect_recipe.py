@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.cli import recipe_parser
 from trainer.errors import exit_on_recipe_error
+from trainer.recipe.cli import recipe_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,9 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the description as JSON to FILE")
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
-        from trainer.build import build_static
         from trainer.optim import describe_params, format_description
         from trainer.recipe import load_recipe
+        from trainer.run.build import build_static
 
         recipe = load_recipe(args.recipe, args.overrides)
         with recipe.blame():

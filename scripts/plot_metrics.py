@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trainer.cli import ArgumentParser
 from trainer.errors import exit_on_recipe_error
+from trainer.recipe.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None and len(args.runs) > 1:
         parser.error("--out PNG is needed with several runs")
     with exit_on_recipe_error():
-        from trainer.plot_metrics import load_curves, plot_curves, run_names
+        from trainer.outputs.curves import load_curves, plot_curves, run_names
 
         names = args.names or run_names(args.runs)
         curves = [load_curves(run, name) for run, name in zip(args.runs, names, strict=True)]

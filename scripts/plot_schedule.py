@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainer.cli import recipe_parser
 from trainer.errors import exit_on_recipe_error
+from trainer.recipe.cli import recipe_parser
 
 
 def positive_int(text: str) -> int:
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_processes != 1 and args.dataset_size is None:
         parser.error("--num-processes only applies with --dataset-size")
     with exit_on_recipe_error():
-        from trainer.build import build_static
         from trainer.recipe import load_recipe
+        from trainer.run.build import build_static
         from trainer.schedule import steps_per_epoch
         from trainer.schedule.plot import plot, write_json
 

@@ -11,8 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from trainer.cli import ArgumentParser
 from trainer.errors import EXIT_BAD_INPUT, exit_on_recipe_error
+from trainer.recipe.cli import ArgumentParser
 
 
 def positive_int(text: str) -> int:

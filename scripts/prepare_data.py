@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from trainer.cli import ArgumentParser
+from trainer.recipe.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_prefix and args.ann_file is None:
         parser.error("--data-prefix: only used with --ann-file")
 
-    from trainer.shards import PrepareError, source_splits, write_parquet_shards
+    from trainer.data.prepare import PrepareError, source_splits, write_parquet_shards
 
     try:
         splits = source_splits(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from trainer.cli import ArgumentParser
 from trainer.errors import exit_on_recipe_error
+from trainer.recipe.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
-        from trainer.hub import PushError, plan_upload, push
+        from trainer.outputs.hub import PushError, plan_upload, push
 
         uploads, notes = plan_upload(args.run_dir, args.repo_id)
     for note in notes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from trainer.cli import recipe_parser
 from trainer.errors import exit_on_recipe_error
+from trainer.recipe.cli import recipe_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,11 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         with recipe.blame():
             if args.dry_run:
-                from trainer.summary import dry_run
+                from trainer.run.summary import dry_run
 
                 print(dry_run(recipe, amp=args.amp))
                 return 0
-            from trainer.loop import train
+            from trainer.run.loop import train
 
             return train(recipe, amp=args.amp, resume=args.resume)
 

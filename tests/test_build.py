@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.build import build_static
 from trainer.errors import RecipeError
+from trainer.run.build import build_static
 
 BASE = {
     "model": {"name": "test_resnet", "num_classes": 4},

@@ -1,4 +1,5 @@
-"""trainer.data / trainer.transforms on real `datasets` datasets written to disk, with real timm models."""
+"""trainer.data (sources, splits, loaders, transforms) on real `datasets` datasets written to disk, with
+real timm models."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from trainer.data import (
     loader_options,
     validate_data_cfg,
 )
+from trainer.data.transforms import augment_arg_names, build_transforms
 from trainer.errors import RecipeError
-from trainer.transforms import augment_arg_names, build_transforms
 
 SEED = 0
 NUM_CLASSES = 4  # the tiny datasets of conftest.py: 4 classes, 48 train and 16 validation 16x16 images
@@ -54,7 +55,7 @@ def image_ids(dataset) -> set[bytes]:
 
 def first_batch(loader) -> tuple[torch.Tensor, torch.Tensor]:
     """The first batch as the model sees it (uint8 pixels normalized as the loop does on the device)."""
-    from trainer.transforms import batch_normalizer
+    from trainer.data.transforms import batch_normalizer
 
     pixels, labels = next(iter(loader))
     return batch_normalizer(loader, torch.device("cpu"))(pixels), labels
@@ -159,7 +160,7 @@ def test_other_named_split_can_be_the_eval_split(make_tiny_dataset):
 
 
 def test_batches_are_uint8_pixels_normalized_on_the_device_and_int64_labels(tiny_parquet, model):
-    from trainer.transforms import batch_normalizer
+    from trainer.data.transforms import batch_normalizer
 
     train_loader, eval_loader = build_dataloaders(data_cfg(tiny_parquet), model, seed=SEED)
     for loader, batch_size in ((train_loader, 8), (eval_loader, 8)):
@@ -177,7 +178,7 @@ def test_batches_are_uint8_pixels_normalized_on_the_device_and_int64_labels(tiny
 
 
 def test_random_erasing_keeps_normalizing_in_the_workers_as_timm_does(tiny_parquet, model):
-    from trainer.transforms import batch_normalizer
+    from trainer.data.transforms import batch_normalizer
 
     loader, _ = build_dataloaders(data_cfg(tiny_parquet, augment={"re_prob": 0.5}), model, seed=SEED)
     pixels, _ = next(iter(loader))

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from trainer.ema import ModelEma
+from trainer.run.ema import ModelEma
 
 
 def train_steps(model: torch.nn.Module, ema: ModelEma, steps: int) -> list[dict[str, torch.Tensor]]:

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from runs import ROOT, records, run, train_env
-from trainer.export import describe_data, model_from_recipe, read_recipe, write_model_folder
 from trainer.model import build_model, load_exact
+from trainer.outputs.export import describe_data, model_from_recipe, read_recipe, write_model_folder
 
 PUSH = ROOT / "scripts" / "push_to_hub.py"
 DIGITS = ROOT / "data" / "digits"
@@ -68,7 +68,7 @@ def test_config_json_is_timms_format_with_the_runs_pipeline_and_label_names(quic
 
 
 def test_timm_loads_the_run_dir_with_the_trained_logits_and_eval_pipeline(quickstart):
-    from trainer.transforms import resolve_input_config
+    from trainer.data.transforms import resolve_input_config
 
     loaded = timm.create_model(f"local-dir:{quickstart}", pretrained=True).eval()
     trained = trained_model(quickstart)
@@ -120,7 +120,7 @@ def test_labels_that_are_not_a_class_label_give_no_label_names(make_tiny_dataset
 
 
 def test_push_dry_run_lists_the_upload_and_the_card_names_the_hub_repo(quickstart):
-    from trainer.hub import plan_upload
+    from trainer.outputs.hub import plan_upload
 
     proc = push(quickstart, "someone/quickstart", "--dry-run")
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
-"""trainer/folder.py: class-folder trees and MMPretrain annotation files as Datasets, indexed and cached."""
+"""trainer/data/sources/folder.py and annotations.py: class-folder trees and MMPretrain annotation files as
+Datasets, indexed and cached."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from trainer.data.sources.annotations import annotation_dataset
+from trainer.data.sources.folder import folder_dataset_dict, list_class_folders
 from trainer.errors import RecipeError
-from trainer.folder import annotation_dataset, folder_dataset_dict, list_class_folders
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +62,7 @@ def test_split_folders_become_splits(tmp_path):
 
 
 def test_a_second_start_reuses_the_index_and_a_changed_folder_is_listed_again(tmp_path, monkeypatch):
-    import trainer.folder as folder
+    import trainer.data.sources.folder as folder
 
     root = tree(tmp_path / "images")
     folder_dataset_dict(root)

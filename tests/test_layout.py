@@ -1,10 +1,29 @@
-"""The package's shape: `trainer/` stands alone (no imports from the checkout's benchmarks/ or scripts/) and
-its modules import each other without cycles (imports inside functions count too)."""
+"""The package's shape: `trainer/` stands alone (no imports from the checkout's benchmarks/ or scripts/), its
+modules import each other without cycles, and no module imports from a layer above its own (imports inside
+functions count too).
+
+The layers, lowest first; a module may import modules of its own layer and of the layers below:
+
+0  foundation   trainer (the package), trainer.errors, trainer.keys, trainer.values, trainer.registry,
+                trainer.sections (strict recipe tables and their one-line errors)
+1  components   trainer.schedule, trainer.optim, trainer.model: each owns its recipe table's schema and checks
+2  data         trainer.data: sources, checks, pipelines, seeding, samplers, streaming, loaders (uses the
+                model's input facts and the schedule's length units)
+3  recipe       trainer.recipe: the whole recipe (the run's tables), TOML loading, bases, overrides, the
+                checks each component offers, the scripts' command-line parser
+4  outputs      trainer.outputs: what a run directory holds (config.json, model card, run_info.json, curves,
+                Hub upload)
+5  run          trainer.run: build, loop, checkpoints, logs, signals, non-finite guard, EMA, loss, evaluation
+6  port         trainer.port: MMPretrain configs to recipes (checked by building them)
+7  entry        trainer.reference: README's recipe reference, generated from every table's schema
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trainer"
 
@@ -15,6 +34,32 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+LAYERS: list[tuple[str, ...]] = [
+    ("trainer", "trainer.errors", "trainer.keys", "trainer.values", "trainer.registry", "trainer.sections"),
+    ("trainer.schedule", "trainer.optim", "trainer.model"),
+    ("trainer.data",),
+    ("trainer.recipe",),
+    ("trainer.outputs",),
+    ("trainer.run",),
+    ("trainer.port",),
+    ("trainer.reference",),
+]
+"""Every unit (a top-level module or a sub-package), by layer: see the module docstring."""
+MAX_TOP_LEVEL_MODULES = 12
+
+
+def layer_of(module: str) -> int:
+    """The layer of the unit `module` belongs to (the longest listed prefix wins)."""
+    best, found = -1, None
+    for number, units in enumerate(LAYERS):
+        for unit in units:
+            inside = module.startswith(unit + ".") and unit != "trainer"  # the package root alone
+            if (module == unit or inside) and len(unit) > best:
+                best, found = len(unit), number
+    if found is None:
+        raise AssertionError(f"{module} belongs to no layer: add its unit to LAYERS")
+    return found
 
 
 def imported_modules(name: str) -> set[str]:
@@ -65,10 +110,37 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_package_has_modules_to_check():
-    assert {"trainer.loop", "trainer.build", "trainer.optim.paramwise", "trainer.schedule.build"} <= set(
-        MODULES
-    )
-    assert "trainer.build" in imported_modules("trainer.loop")
+    assert {
+        "trainer.run.loop",
+        "trainer.run.build",
+        "trainer.optim.paramwise",
+        "trainer.schedule.build",
+    } <= set(MODULES)
+    assert "trainer.run.build" in imported_modules("trainer.run.loop")
+
+
+def test_every_module_belongs_to_a_layer():
+    assert {name: layer_of(name) for name in MODULES}
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = {
+        name: sorted(m for m in imports if layer_of(m) > layer_of(name))
+        for name, imports in import_graph().items()
+    }
+    assert {k: v for k, v in upward.items() if v} == {}
+
+
+def test_the_layer_rule_catches_an_upward_import():
+    assert layer_of("trainer.data.loaders") < layer_of("trainer.run.loop")
+    assert layer_of("trainer.errors") == 0 and layer_of("trainer.reference") == len(LAYERS) - 1
+    with pytest.raises(AssertionError, match="belongs to no layer"):
+        layer_of("trainer.new_module")
+
+
+def test_at_most_twelve_modules_stay_at_the_top_of_the_package():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
 
 
 def test_trainer_imports_nothing_from_benchmarks_or_scripts():

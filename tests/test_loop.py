@@ -21,7 +21,7 @@ from runs import (
     train_run,
     weights,
 )
-from trainer.checkpoint import list_checkpoints
+from trainer.run.checkpoint import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +62,8 @@ def test_eval_loss_top1_and_top5_are_those_of_the_final_weights(tmp_path):
     import torch.nn.functional as F
 
     from trainer.data import build_dataloaders
+    from trainer.data.transforms import batch_normalizer
     from trainer.recipe import load_recipe
-    from trainer.transforms import batch_normalizer
 
     data = make_dataset(tmp_path / "d10", n_train=40, n_eval=40, classes=10)
     model_section = 'name = "test_vit"\nnum_classes = 10\nimg_size = 16\npatch_size = 4'
@@ -241,7 +241,7 @@ def test_clip_grad_logs_the_norm_before_clipping_and_scales_the_update_to_max_no
 def test_clip_grad_value_clamps_every_gradient():
     from accelerate import Accelerator
 
-    from trainer.loop import clip_gradients as _clip
+    from trainer.run.loop import clip_gradients as _clip
 
     model = torch.nn.Linear(4, 2)
     model(torch.randn(8, 4) * 100).sum().backward()

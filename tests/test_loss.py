@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from timm.loss import BinaryCrossEntropy, SoftTargetCrossEntropy
 
-from trainer.checkpoint import TrainerState
-from trainer.loss import build_loss, build_mixup, mix_batch
+from trainer.run.checkpoint import TrainerState
+from trainer.run.loss import build_loss, build_mixup, mix_batch
 
 TRAIN = {"loss": "cross_entropy", "label_smoothing": 0.1, "bce_sum": False}
 MIXUP = {"enabled": True, "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "prob": 1.0, "switch_prob": 0.5,

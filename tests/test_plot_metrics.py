@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from runs import ROOT, make_dataset, train_env, train_run
-from trainer.plot_metrics import load_curves, run_names
+from trainer.outputs.curves import load_curves, run_names
 
 PLOT = ROOT / "scripts" / "plot_metrics.py"
 

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from runs import ROOT, train_env
-from trainer.shards import shard_sizes, split_of
+from trainer.data.prepare import shard_sizes
+from trainer.data.sources.shards import split_of
 
 SCRIPT = ROOT / "scripts" / "prepare_data.py"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer.build import build_static
 from trainer.recipe import load_recipe
+from trainer.run.build import build_static
+from trainer.run.summary import dry_run
 from trainer.schedule.plot import plot, write_json
-from trainer.summary import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.toml") if "_base" not in p.parts)

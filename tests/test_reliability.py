@@ -30,8 +30,8 @@ from runs import (
     train_run,
     weights,
 )
-from trainer.checkpoint import is_complete, list_checkpoints, resolve_resume
 from trainer.errors import EXIT_PREEMPTED
+from trainer.run.checkpoint import is_complete, list_checkpoints, resolve_resume
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +162,7 @@ KILL_POINTS = {
 KILLER = """
 import os, runpy, signal, sys
 import accelerate
-import trainer.checkpoint as checkpoint
+import trainer.run.checkpoint as checkpoint
 
 point, when, step = sys.argv[1], sys.argv[2], int(sys.argv[3])
 target, name = (accelerate.Accelerator, "save_state") if point == "accelerator" else (checkpoint, sys.argv[4])
@@ -284,8 +284,8 @@ def train_in_process(tmp_path: Path, dataset: Path, poisoned_batch: int, **secti
     from accelerate.state import AcceleratorState, GradientState
     from torch.utils.data import DataLoader, TensorDataset
 
-    from trainer.loop import train
     from trainer.recipe import load_recipe
+    from trainer.run.loop import train
 
     out = tmp_path / "run"
     path = tmp_path / "run.toml"

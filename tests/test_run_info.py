@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from trainer.run_info import rewind_metrics
+from trainer.run.run_dir import rewind_metrics
 
 
 def test_a_resume_drops_the_records_after_its_checkpoint(tmp_path):

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from trainer.sampler import RepeatedAugmentation
+from trainer.data.sampler import RepeatedAugmentation
 
 
 def epoch_indices(size: int, processes: int, repeats: int, seed: int = 0, epoch: int = 0) -> list[list[int]]:

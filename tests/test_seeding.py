@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from runs import ROOT, records, train_command, train_env, weights
-from trainer.checkpoint import list_checkpoints
+from trainer.data.seeding import SeededTransform, mix_seed, preserved_rngs, sample_seed, seed_rngs, step_seed
 from trainer.errors import EXIT_PREEMPTED
-from trainer.seeding import SeededTransform, mix_seed, preserved_rngs, sample_seed, seed_rngs, step_seed
+from trainer.run.checkpoint import list_checkpoints
 
 HOOKS = ROOT / "tests" / "fixtures" / "hooks"
 
@@ -55,8 +55,8 @@ def augmented(tmp_path_factory):
     import timm
 
     from trainer.data import load_splits
+    from trainer.data.transforms import build_transforms
     from trainer.recipe import load_recipe
-    from trainer.transforms import build_transforms
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.toml", [f'data.path="{ROOT / "data" / "digits"}"'])
     cfg = recipe.cfg["data"]
@@ -102,7 +102,7 @@ class EpochPermutation(torch.utils.data.Sampler):
 
 
 def epochs_of_batches(dataset, transform, num_workers: int, epochs: int = 2) -> list[torch.Tensor]:
-    from trainer.transforms import collate_image_batch
+    from trainer.data.transforms import collate_image_batch
 
     seeded = SeededTransform(dataset, transform, seed=0)
     sampler = EpochPermutation(len(seeded))

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from runs import ROOT, records, train_command, train_env, weights
+from trainer.data.seeding import SeededTransform
+from trainer.data.streaming import StreamedTrainSet, epoch_plan
 from trainer.errors import RecipeError
-from trainer.seeding import SeededTransform
-from trainer.streaming import StreamedTrainSet, epoch_plan
 
 TRAIN_ROWS = 48  # tiny_imagefolder's train split: 4 classes of 16x16 PNGs
 
@@ -129,7 +129,7 @@ def test_epoch_plan_gives_every_worker_what_its_smallest_possible_share_holds(
 
 
 def test_shards_are_found_by_split_in_a_directory_a_glob_or_a_file(tmp_path):
-    from trainer.shards import find_shards
+    from trainer.data.sources.shards import find_shards
 
     for name in ("train/a-0.tar", "train/a-1.tar", "val/a-0.tar", "notes.txt", "val/.hidden.tar"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,7 @@ def test_uneven_shards_give_every_process_as_many_full_batches_and_say_what_is_l
 
 def test_a_streamed_row_is_augmented_as_the_same_row_read_map_style(shards, model, seen):
     from trainer.data import load_dataset_dict
-    from trainer.transforms import build_transforms
+    from trainer.data.transforms import build_transforms
 
     train, _ = loader(shards, model, eval_split="none")
     train.dataset.set_epoch(1)
@@ -266,7 +266,7 @@ def test_an_unreadable_image_is_replaced_by_the_next_row_and_counted(shards, mod
 
 
 def test_the_run_card_counts_the_streamed_splits(shards):
-    from trainer.export import describe_data
+    from trainer.outputs.export import describe_data
 
     summary = describe_data({"path": str(shards), "streaming": True, "batch_size": 4})
     assert summary.sizes == {"train": 48, "eval": 16}

@@ -8,8 +8,8 @@ from typing import Any
 from trainer.errors import RecipeError
 from trainer.keys import format_key
 from trainer.optim.hyperparams import base_hyperparams
-from trainer.schema import ParamwiseCfg
-from trainer.schema_errors import validate_section
+from trainer.optim.schema import ParamwiseCfg
+from trainer.sections import validate_section
 
 MULTIPLIERS = (
     "bias_lr_mult",

@@ -137,8 +137,8 @@ def _check_weight_decay_schedule(recipe: dict[str, Any], report: Report) -> None
 
 def _validate(recipe: dict[str, Any]) -> None:
     """The recipe must load and build as written (the dry run's checks)."""
-    from trainer.build import build_static
     from trainer.recipe import check_sections, validate
+    from trainer.run.build import build_static
 
     try:
         cfg = validate(recipe)

@@ -1,0 +1,146 @@
+"""The DataLoaders the loop trains and evaluates on, built once for every source: the checked splits
+(trainer.data.splits), timm's pipelines probed on the first image, each sample augmented from
+(seed, epoch, index), unreadable images as `data.on_bad_sample` says, and the train order map-style
+(Accelerate's seedable sampler, or repeated augmentation) or streamed from shards (trainer.data.streaming).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from trainer.data.bad_samples import MAX_IN_A_ROW, BadSamples, describe
+from trainer.data.options import data_config, loader_options
+from trainer.data.sampler import RepeatedAugmentation
+from trainer.data.seeding import SeededTransform
+from trainer.data.splits import open_splits
+from trainer.data.streaming import streamed_epoch_plan, streamed_train_set
+from trainer.data.transforms import (
+    ImageClassificationTransform,
+    build_transforms,
+    collate_image_batch,
+    probe_pipelines,
+    validate_augment,
+)
+from trainer.errors import RecipeError
+from trainer.model import model_in_chans
+
+
+def build_dataloaders(
+    data_cfg: Mapping[str, Any], model: torch.nn.Module, *, seed: int, num_replicas: int = 1, rank: int = 0
+) -> tuple[DataLoader, DataLoader | None]:
+    """Unprepared train and eval DataLoaders yielding (pixels, labels).
+
+    Map-style, the train sampler is a plain RandomSampler (seeded generator), which `accelerator.prepare`
+    swaps for Accelerate's SeedableRandomSampler under `DataLoaderConfiguration(use_seedable_sampler=True,
+    data_seed=seed)`; then each epoch's order is a function of (data_seed, epoch). With
+    `data.repeated_augmentation` it is this process's (`rank` of `num_replicas`) RepeatedAugmentation sampler
+    instead, already sharded: the loop prepares it without Accelerate's sharding; so is a streamed split's
+    share. Each sample's augmentation is a function of (seed, epoch, index) (`SeededTransform`): call
+    `set_epoch(loader, epoch)` every epoch.
+    """
+    cfg = data_config(data_cfg)
+    validate_augment(cfg.augment)
+    options = loader_options(cfg)
+    train, evaluation = open_splits(cfg, seed=seed, num_classes=getattr(model, "num_classes", None))
+    if cfg.streaming:
+        plan = streamed_epoch_plan(train, cfg, options["num_workers"], num_replicas)
+    elif cfg.drop_last and len(train) < cfg.batch_size:
+        raise RecipeError(
+            "data.batch_size",
+            f"{cfg.batch_size} is more than the {len(train)} training samples: with drop_last an"
+            " epoch has no batch; lower it",
+        )
+    train_tf, eval_tf = build_transforms(
+        model,
+        image_column=cfg.image_column,
+        label_column=cfg.label_column,
+        image_size=cfg.image_size,
+        augment=cfg.augment,
+    )
+    in_chans = model_in_chans(model)
+    probe_pipelines(train.rows, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)
+    bad = BadSamples(cfg.image_column, cfg.on_bad_sample)
+    order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
+    if cfg.streaming:
+        train_set: Any = streamed_train_set(
+            train, cfg, train_tf, plan, seed=seed, bad=bad, num_replicas=num_replicas, rank=rank
+        )
+        order = {}
+    else:
+        train_set = SeededTransform(train.rows, train_tf, seed=seed, bad=bad)
+        if cfg.repeated_augmentation > 1:
+            order = {
+                "sampler": RepeatedAugmentation(
+                    train_set,
+                    num_replicas=num_replicas,
+                    rank=rank,
+                    num_repeats=cfg.repeated_augmentation,
+                    seed=seed,
+                )
+            }
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        **order,
+        drop_last=cfg.drop_last,
+        collate_fn=collate_image_batch,
+        **options,
+    )
+    if evaluation is None:
+        return train_loader, None
+    probe_pipelines(evaluation.rows, cfg.eval_split, {"eval": eval_tf}, in_chans)
+    return train_loader, eval_loader(evaluation.rows, eval_tf, cfg, options)
+
+
+def eval_loader(
+    eval_ds: Any, eval_tf: ImageClassificationTransform, cfg: Any, options: dict[str, Any]
+) -> DataLoader:
+    """The eval DataLoader: in order, every sample once, unseeded (nothing random), unreadable images as
+    `data.on_bad_sample` says; the same for map-style and streamed training data."""
+    return DataLoader(
+        SeededTransform(eval_ds, eval_tf, seed=None, bad=BadSamples(cfg.image_column, cfg.on_bad_sample)),
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
+        shuffle=False,
+        drop_last=False,
+        collate_fn=collate_image_batch,
+        **options,
+    )
+
+
+class DataWatch:
+    """What the loop needs to know of unreadable samples, read from the loaders' shared memory (no sync)."""
+
+    def __init__(self, *loaders: DataLoader | None) -> None:
+        self.watched = [
+            (loader.dataset.bad, loader.dataset.dataset)
+            for loader in loaders
+            if loader is not None and getattr(loader.dataset, "bad", None) is not None
+        ]
+
+    def total(self) -> int:
+        """Samples replaced so far (this process)."""
+        return sum(bad.total() for bad, _ in self.watched)
+
+    def fatal(self) -> str | None:
+        """One line naming the file that ends the run ("stop", or too many unreadable in a row), else None."""
+        for bad, dataset in self.watched:
+            row = bad.fatal()
+            if row is not None:
+                what = (
+                    f"{MAX_IN_A_ROW} unreadable images in a row from" if bad.too_many.any() else "unreadable"
+                )
+                file = describe(dataset, row, bad.image_column)
+                return f"data error: data.on_bad_sample: {what} image {file}"
+        return None
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Start `epoch` of a prepared train loader: its order (Accelerate's seedable sampler) and the
+    augmentation of its samples (Accelerate does not pass the epoch on to a dataset under its sampler)."""
+    loader.set_epoch(epoch)
+    if isinstance(loader.dataset, SeededTransform):
+        loader.dataset.set_epoch(epoch)

@@ -1,0 +1,211 @@
+"""The whole recipe: the run's own tables (`[train]`, `[eval]`, `[checkpoint]`, `[mixup]`, `[ema]`) and
+the components' tables, each typed, bounded and documented in its own package's schema.
+
+The docstring under each field is the reference documentation of that key (README's recipe reference is
+generated from it). Tables marked "open" pass their extra keys on (to timm, to the optimizer class, ...);
+those keys are checked later against the callee's signature."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from trainer.data.schema import DataCfg
+from trainer.model.schema import ModelCfg
+from trainer.optim.schema import ClipGradCfg, OptimizerCfg, ParamwiseCfg
+from trainer.schedule.schema import ScheduleEntry
+from trainer.sections import Section
+
+
+class TrainCfg(Section):
+    """`[train]`: length, accumulation, precision and the loss."""
+
+    epochs: int | None = Field(None, ge=1)
+    """Train for this many epochs (set this or max_steps)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Train for this many optimizer steps (set this or epochs)."""
+    accumulate: int = Field(1, ge=1)
+    """Micro-batches per optimizer step (MMEngine's accumulative_counts)."""
+    precision: Literal["no", "fp16", "bf16"] = "no"
+    """Autocast precision (MMEngine's AmpOptimWrapper); fp16 uses dynamic loss scaling."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Label smoothing (MMPretrain's LabelSmoothLoss); with [mixup] it is folded into the mixed targets."""
+    loss: Literal["cross_entropy", "bce"] = "cross_entropy"
+    """"cross_entropy" (soft-target cross-entropy under [mixup]) or "bce": timm's BinaryCrossEntropy
+    (MMPretrain's CrossEntropyLoss with use_sigmoid; timm's `--bce-loss`)."""
+    bce_target_thresh: float | None = Field(None, gt=0.0, lt=1.0)
+    """With loss "bce": soft targets above this become 1, the rest 0 (timm's `--bce-target-thresh`)."""
+    bce_sum: bool = False
+    """With loss "bce": sum the loss over classes instead of averaging (timm's `--bce-sum`)."""
+    bce_pos_weight: float | None = Field(None, gt=0.0)
+    """With loss "bce": weight of positive targets (timm's `--bce-pos-weight`)."""
+    log_every: int = Field(10, ge=1)
+    """Write a metrics line every this many steps."""
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml"]] = []
+    """Accelerate trackers to log to, e.g. ["tensorboard"]."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A non-finite loss or gradient norm: "stop" (save nothing new, exit 1 naming the step) or "skip" the
+    update (costs one host sync per step)."""
+    signal_check_every: int = Field(10, ge=1)
+    """With several processes, agree on a received SIGTERM/SIGUSR1 every this many steps (one tiny
+    all-reduce); a single process reacts at the next step."""
+
+    @model_validator(mode="after")
+    def _bce_options(self) -> TrainCfg:
+        if self.loss != "bce":
+            for name in ("bce_target_thresh", "bce_pos_weight"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f'{name}: only used with loss = "bce" (loss is {self.loss!r})')
+            if self.bce_sum:
+                raise ValueError(f'bce_sum: only used with loss = "bce" (loss is {self.loss!r})')
+        return self
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainCfg:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("length: set train.epochs or train.max_steps")
+        if self.epochs is not None and self.max_steps is not None:
+            raise ValueError("length: set train.epochs or train.max_steps, not both")
+        return self
+
+
+class EvalCfg(Section):
+    """`[eval]`: how often to evaluate (loss, top-1, top-5)."""
+
+    interval: int | None = Field(None, ge=1)
+    """Evaluate every this many epochs (epoch-based training; default 1) or steps (max_steps training;
+    default 1000); always after the last step."""
+    enabled: bool = True
+    """Set false to skip evaluation."""
+
+
+class CheckpointCfg(Section):
+    """`[checkpoint]`: MMEngine's CheckpointHook options."""
+
+    interval: int | None = Field(None, ge=1)
+    """Save every this many epochs (epoch-based training; default 1) or steps (max_steps training;
+    default 1000); always after the last step."""
+    max_keep: int = Field(3, ge=-1)
+    """Keep the newest this many checkpoints; -1 keeps all (MMEngine's max_keep_ckpts)."""
+    on_error: Literal["stop", "continue"] = "stop"
+    """A checkpoint that cannot be written (full disk, no permission): "stop" training, or "continue"
+    without it; either way the previous checkpoint stays usable."""
+
+    @model_validator(mode="after")
+    def _keep_something(self) -> CheckpointCfg:
+        if self.max_keep == 0:
+            raise ValueError("max_keep: must be -1 (keep all) or >= 1, got 0")
+        return self
+
+
+class MixupCfg(Section):
+    """`[mixup]`: Mixup/CutMix batch mixing (timm's Mixup), drawn from (seed, step); eval is never mixed.
+
+    MMPretrain's `train_cfg.augments = [Mixup(alpha=a), CutMix(alpha=b)]` is `mixup_alpha = a,
+    cutmix_alpha = b` (one of the two per batch, half the time each).
+    """
+
+    enabled: bool = True
+    """Set false to turn off a base recipe's mixing."""
+    mixup_alpha: float = Field(0.0, ge=0.0)
+    """Mixup's Beta(alpha, alpha); 0 is off (timm's `--mixup`, MMPretrain's Mixup(alpha))."""
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    """CutMix's Beta(alpha, alpha); 0 is off (timm's `--cutmix`, MMPretrain's CutMix(alpha))."""
+    cutmix_minmax: list[float] | None = None
+    """CutMix box size as [min, max] fractions of the image, instead of alpha (timm's `--cutmix-minmax`)."""
+    prob: float = Field(1.0, ge=0.0, le=1.0)
+    """Probability that a batch is mixed at all (timm's `--mixup-prob`)."""
+    switch_prob: float = Field(0.5, ge=0.0, le=1.0)
+    """With both on: probability of CutMix instead of Mixup (timm's `--mixup-switch-prob`)."""
+    mode: Literal["batch", "pair", "elem"] = "batch"
+    """One lambda per batch, per pair of samples, or per sample (timm's `--mixup-mode`)."""
+    correct_lam: bool = True
+    """Correct lambda to the CutMix box's real area after clipping to the image (timm's and MMPretrain's)."""
+
+    @model_validator(mode="after")
+    def _something_to_mix(self) -> MixupCfg:
+        if self.cutmix_minmax is not None:
+            lo_hi = self.cutmix_minmax
+            if len(lo_hi) != 2 or not 0.0 < lo_hi[0] < lo_hi[1] <= 1.0:
+                raise ValueError(f"cutmix_minmax: must be [min, max] with 0 < min < max <= 1, got {lo_hi}")
+        elif self.enabled and self.mixup_alpha == 0.0 and self.cutmix_alpha == 0.0:
+            raise ValueError("mixup_alpha: set mixup_alpha or cutmix_alpha > 0 (or enabled = false)")
+        return self
+
+
+class EmaCfg(Section):
+    """`[ema]`: a moving average of the weights (timm's ModelEmaV3), evaluated and saved beside the model.
+
+    Updated once per optimizer step; MMEngine's EMAHook names (`momentum`, `interval`, `begin`) or timm's
+    (`decay`, `warmup`).
+    """
+
+    enabled: bool = True
+    """Set false to turn off a base recipe's EMA."""
+    decay: float | None = Field(None, gt=0.0, lt=1.0)
+    """ema = decay * ema + (1 - decay) * weights (timm's `--model-ema-decay`); or set momentum."""
+    momentum: float | None = Field(None, gt=0.0, lt=1.0)
+    """MMEngine's momentum = 1 - decay (EMAHook(momentum=...), e.g. 1e-4 for ConvNeXt); or set decay."""
+    interval: int = Field(1, ge=1)
+    """Update every this many optimizer steps (MMEngine's interval)."""
+    begin: int = Field(0, ge=0)
+    """Copy the weights, rather than average them, until this epoch (epoch-based training) or step
+    (max_steps training): MMEngine's begin_epoch / begin_iter."""
+    warmup: bool = False
+    """timm's EMA warmup: decay = min(decay, 1 - (1 + n / warmup_gamma) ** -warmup_power) at update n."""
+    warmup_gamma: float = Field(1.0, gt=0.0)
+    """timm's warmup_gamma."""
+    warmup_power: float = Field(2 / 3, gt=0.0)
+    """timm's warmup_power."""
+    update_buffers: bool | None = None
+    """Average buffers (BatchNorm statistics) too, or copy them from the model; default: copy when
+    `momentum` is set (MMEngine's default), average when `decay` is (timm's)."""
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> EmaCfg:
+        if self.decay is None and self.momentum is None:
+            raise ValueError("decay: set decay (timm) or momentum (MMEngine, = 1 - decay)")
+        if self.decay is not None and self.momentum is not None:
+            raise ValueError("momentum: set decay (timm) or momentum (MMEngine, = 1 - decay), not both")
+        return self
+
+
+class RecipeCfg(Section):
+    """The whole recipe."""
+
+    imports: list[str] = []
+    """Modules imported before anything is built (they register custom optimizers, constructors...)."""
+    seed: int = Field(0, ge=0, lt=2**32)
+    """Random seed for weights, data order and augmentation (0 <= seed < 2**32, numpy's range)."""
+    output_dir: str | None = None
+    """Run directory; default: runs/<recipe file stem>."""
+    model: ModelCfg
+    data: DataCfg
+    train: TrainCfg
+    optimizer: OptimizerCfg
+    paramwise: ParamwiseCfg = ParamwiseCfg()
+    clip_grad: ClipGradCfg | None = None
+    schedule: list[ScheduleEntry] = []
+    eval: EvalCfg = EvalCfg()
+    checkpoint: CheckpointCfg = CheckpointCfg()
+    mixup: MixupCfg | None = None
+    ema: EmaCfg | None = None
+
+    @model_validator(mode="after")
+    def _even_batches_to_mix(self) -> RecipeCfg:
+        if self.mixup is not None and self.mixup.enabled and self.data.batch_size % 2:
+            raise ValueError(
+                f"data.batch_size: must be even with [mixup] (it mixes pairs), got {self.data.batch_size}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _soft_targets_for_threshold(self) -> RecipeCfg:
+        mixing = self.mixup is not None and self.mixup.enabled
+        if self.train.bce_target_thresh is not None and not mixing and self.train.label_smoothing == 0.0:
+            raise ValueError(
+                "train.bce_target_thresh: needs soft targets ([mixup] or train.label_smoothing > 0);"
+                " hard 0/1 targets have nothing to threshold"
+            )
+        return self

@@ -1,0 +1,326 @@
+"""The training loop: one function that shows every optimizer step in order, Accelerate's examples style."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from trainer.data import DataWatch, set_epoch
+from trainer.data.transforms import batch_normalizer
+from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
+from trainer.outputs.export import export_run_dir
+from trainer.recipe import Recipe
+from trainer.run.build import Run, build_run, make_accelerator
+from trainer.run.checkpoint import (
+    CheckpointError,
+    TrainerState,
+    checkpoint_root,
+    list_checkpoints,
+    resolve_resume,
+    restore,
+    save_checkpoint,
+)
+from trainer.run.ema import EMA_FILE, ModelEma
+from trainer.run.evaluate import evaluate
+from trainer.run.intervals import Intervals
+from trainer.run.loss import mix_batch
+from trainer.run.metrics import MetricsLog, WindowMeter, format_line
+from trainer.run.nonfinite import NonFiniteError, NonFiniteGuard, SkipCounter
+from trainer.run.run_dir import open_run_dir
+from trainer.run.runtime import resolve_precision
+from trainer.run.signals import StopRequest
+from trainer.schedule import Schedule
+
+__all__ = ["make_accelerator", "train"]
+
+MAX_CONSECUTIVE_SKIPS = 25
+"""Skipped updates in a row (non-finite in "skip" mode, fp16 overflow) that stop the run."""
+
+RESUME_HINT = "checkpoint saved, continue with --resume auto"
+
+
+def train(
+    recipe: Recipe,
+    amp: bool = False,
+    resume: str | None = None,
+    dataloaders: tuple[DataLoader, DataLoader | None] | None = None,
+) -> int:
+    """Train as `recipe` says; returns the process exit code.
+
+    `dataloaders` replaces the recipe's data (the benchmark feeds synthetic batches through the same loop).
+    """
+    cfg, tcfg = recipe.cfg, recipe.cfg["train"]
+    output_dir = Path(cfg["output_dir"])
+    accelerator = make_accelerator(recipe, resolve_precision(tcfg, amp))
+    set_seed(cfg["seed"])
+    resume_from = resolve_resume(resume, output_dir)
+    run = build_run(recipe, accelerator, dataloaders)  # fails on bad data before anything is written
+    model, optimizer, schedule, length, ema = run.model, run.optimizer, run.schedule, run.length, run.ema
+    state = TrainerState()
+    if resume_from is not None:
+        load_ema = (lambda path: _load_ema(accelerator, run, path)) if ema else None
+        state = restore(accelerator, resume_from, optimizer, schedule, run.recipe_hparams, extra=load_ema)
+    schedule.apply(optimizer, state.step)
+    log = open_run_dir(accelerator, recipe, resume_from, state)
+    due = Intervals(cfg, length, can_eval=run.eval_dl is not None)
+    clip = cfg.get("clip_grad")
+    fp16 = accelerator.mixed_precision == "fp16"
+    skip_nonfinite = tcfg["on_nonfinite"] == "skip"
+    guard = NonFiniteGuard(accelerator.device, state.step, enabled=not skip_nonfinite)
+    skips = SkipCounter(MAX_CONSECUTIVE_SKIPS, total=state.skipped_steps)  # counts go on after a resume
+    samples_per_step = cfg["data"]["batch_size"] * length.accumulate * accelerator.num_processes
+    meter = WindowMeter(accelerator, samples_per_step, state)
+    progress = _progress_bar(accelerator, length.total_steps, state.step)
+    watch = DataWatch(run.train_dl, run.eval_dl)  # unreadable images, counted by the data workers
+    stop = StopRequest(accelerator, tcfg["signal_check_every"])
+    stop.install()
+    normalize = batch_normalizer(run.train_dl, accelerator.device)  # uint8 batches: on the device, as timm
+    grad_norm = None
+
+    def save() -> None:
+        guard.check(accelerator)  # never checkpoint weights that saw a NaN
+        state.meter, state.skipped_steps = meter.state_dict(accelerator), skips.total
+        _save(accelerator, state, schedule, recipe, ema)
+
+    try:
+        model.train()
+        for images, labels in epoch_batches(accelerator, run.train_dl, state, length.total_steps):
+            # Accelerate divides every loss by `accumulate`; a short last window is rescaled to its mean.
+            window = length.window(state.batches_done)
+            finite = True
+            images, targets = normalize(images), labels
+            if run.mixup is not None:  # a function of (seed, step, micro-batch): the same after a resume
+                images, targets = mix_batch(run.mixup, images, labels, cfg["seed"], state)
+            with accelerator.accumulate(model):
+                logits = model(images)
+                loss = run.criterion(logits, targets)
+                accelerator.backward(
+                    loss * (length.accumulate / window) if window != length.accumulate else loss
+                )
+                meter.add(loss)
+                # Accelerate's step/zero_grad do nothing inside a window; calling them costs ~0.1 ms each.
+                if accelerator.sync_gradients:
+                    guard.observe(meter.loss_sum)  # a NaN in any micro-batch of the window stays in the sum
+                    grad_norm = clip_gradients(accelerator, model, clip, measure=skip_nonfinite)
+                    if grad_norm is not None and not fp16:  # fp16 overflows are the scaler's business
+                        guard.observe(grad_norm)
+                    if skip_nonfinite:
+                        finite = bool(torch.isfinite(grad_norm))  # the one host sync "skip" costs
+                    if finite:
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+            state.batches_done += 1
+            if not accelerator.sync_gradients:
+                continue
+            # A skipped update (fp16 overflow, non-finite in "skip" mode) is not a step: the schedule stays
+            # in step with real updates.
+            updated = finite and not (fp16 and accelerator.optimizer_step_was_skipped)
+            if updated:
+                state.step += 1
+                guard.end_step()
+                schedule.apply(optimizer, state.step)
+                if ema is not None:
+                    ema.update(state.step)
+                progress.update(1)
+            skips.record(updated, state.step)
+            end_of_epoch = state.batches_done >= length.batches_per_epoch
+            if due.log_due(state, updated):
+                guard.check(accelerator)
+                record = {
+                    "step": state.step,
+                    "epoch": state.epoch + state.batches_done / length.batches_per_epoch,
+                }
+                record.update(skipped_steps=skips.total, bad_samples=watch.total())
+                _log_step(accelerator, log, progress, record, meter, optimizer, grad_norm)
+            if end_of_epoch:
+                state.next_epoch()
+            if due.eval_due(state, updated, end_of_epoch):
+                _run_eval(accelerator, model, ema, run.eval_dl, log, progress, schedule, state)
+                model.train()
+            if due.checkpoint_due(state, updated, end_of_epoch):
+                save()
+            if updated and not due.done(state) and stop.should_stop(state.step, watch.fatal() is not None):
+                save()
+                return _stopped(accelerator, stop, watch, state)
+            if due.done(state):
+                break
+        guard.check(accelerator)
+        _save_final_weights(accelerator, model, ema, output_dir)
+        return 0
+    except NonFiniteError as err:
+        kept = list_checkpoints(checkpoint_root(output_dir))
+        last = f" (last checkpoint: {kept[-1]})" if kept else ""
+        _say(accelerator, f"training error: {err}; nothing was saved after it{last}")
+        return 1
+    except CheckpointError:
+        return 1
+    finally:  # close logs and the process group cleanly (no abort at exit)
+        progress.close()
+        log.close()
+        stop.uninstall()
+        accelerator.end_training()
+
+
+def epoch_batches(
+    accelerator: Accelerator, train_dl: DataLoader, state: TrainerState, total_steps: int
+) -> Iterator[Any]:
+    """Micro-batches from where `state` stands, epoch after epoch, until training is done.
+
+    Each epoch's order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch, index)
+    (`set_epoch`); a resumed epoch skips the micro-batches it already consumed. The caller counts
+    `state.batches_done` and closes each full epoch.
+    """
+    while state.step < total_steps:
+        set_epoch(train_dl, state.epoch)
+        loader = train_dl
+        if state.batches_done:  # mid-epoch resume: skip what this epoch already consumed
+            loader = accelerator.skip_first_batches(train_dl, state.batches_done)
+        yield from loader
+        if state.batches_done:  # the loader ended early (uneven shards): the epoch is over
+            state.next_epoch()
+
+
+def clip_gradients(
+    accelerator: Accelerator, model: torch.nn.Module, clip: dict[str, Any] | None, measure: bool = False
+) -> torch.Tensor | None:
+    """Clip as `[clip_grad]` says and return the total norm before clipping (a tensor: no host sync here);
+    with `measure` and no norm clipping, only measure the norm (max_norm inf changes nothing)."""
+    if clip is not None and clip["type"] == "value":
+        accelerator.clip_grad_value_(model.parameters(), clip["clip_value"])
+        clip = None
+    if clip is None:
+        return accelerator.clip_grad_norm_(model.parameters(), math.inf) if measure else None
+    norm_type = math.inf if clip["norm_type"] == "inf" else clip["norm_type"]
+    return accelerator.clip_grad_norm_(model.parameters(), clip["max_norm"], norm_type=norm_type)
+
+
+def _progress_bar(accelerator: Accelerator, total_steps: int, step: int) -> tqdm:
+    """A progress bar on the main process when stderr is a terminal (log files get the metric lines)."""
+    show = accelerator.is_main_process and sys.stderr.isatty()
+    return tqdm(total=total_steps, initial=step, disable=not show, dynamic_ncols=True)
+
+
+def _log_step(
+    accelerator: Accelerator,
+    log: MetricsLog,
+    progress: tqdm,
+    record: dict[str, Any],
+    meter: WindowMeter,
+    optimizer: torch.optim.Optimizer,
+    grad_norm: torch.Tensor | None,
+) -> None:
+    """Write one step record (mean loss over the window, lr, speed, grad norm; skipped updates and bad
+    samples where there were any) and its line."""
+    counts = {k: record.pop(k) for k in ("skipped_steps", "bad_samples") if k in record}
+    window = meter.record(accelerator, record["step"])
+    record.update(loss=window["loss"], lr=_base_lr(optimizer), samples_per_sec=window["samples_per_sec"])
+    if grad_norm is not None:
+        record["grad_norm"] = float(grad_norm)
+    record.update({k: v for k, v in counts.items() if v})
+    log.write(record)
+    progress.set_postfix(
+        loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_sec']:.0f}"
+    )
+    if accelerator.is_main_process:
+        progress.write(format_line(record, progress.total))
+
+
+def _run_eval(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    ema: ModelEma | None,
+    eval_dl: DataLoader,
+    log: MetricsLog,
+    progress: tqdm,
+    schedule: Schedule,
+    state: TrainerState,
+) -> None:
+    """Evaluate the model (and its EMA: `ema_eval_top1`, ...), log the record, and report the model's
+    metrics to the schedule (ReduceOnPlateau)."""
+    metrics = evaluate(model, eval_dl, accelerator)
+    record = {"step": state.step, "epoch": state.epoch, **metrics}
+    if ema is not None:
+        record.update({f"ema_{k}": v for k, v in evaluate(ema.module, eval_dl, accelerator).items()})
+    log.write(record)
+    if accelerator.is_main_process:
+        progress.write(format_line(record, progress.total))
+    for name, value in (("loss", metrics["eval_loss"]), *metrics.items()):
+        schedule.report_metric(name, value, state.step)
+
+
+def _save(
+    accelerator: Accelerator, state: TrainerState, schedule: Schedule, recipe: Recipe, ema: ModelEma | None
+) -> None:
+    """Write a checkpoint of `state` (and the EMA weights); a write failure stops the run or, with
+    on_error "continue", is said."""
+    state.schedule = schedule.state_dict()
+    ckpt = recipe.cfg["checkpoint"]
+    save_ema = (lambda folder: ema.save(folder / EMA_FILE)) if ema is not None else None
+    try:
+        save_checkpoint(
+            accelerator, recipe.cfg["output_dir"], state, recipe.to_toml(), ckpt["max_keep"], extra=save_ema
+        )
+    except CheckpointError as err:
+        _say(accelerator, f"checkpoint error: {err}")
+        if ckpt["on_error"] == "stop":
+            raise
+
+
+def _save_final_weights(
+    accelerator: Accelerator, model: torch.nn.Module, ema: ModelEma | None, output_dir: Path
+) -> None:
+    """model.safetensors (and model_ema.safetensors), keys as in the timm model's state_dict."""
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_model(model, str(output_dir), safe_serialization=True)
+        if ema is not None and accelerator.is_main_process:
+            ema.save(output_dir / EMA_FILE)
+        export_run_dir(accelerator, model, output_dir)  # config.json and README.md: a timm model folder
+    except OSError as err:
+        raise CheckpointError(f"cannot write the final weights to {str(output_dir)!r}: {err}") from None
+
+
+def _load_ema(accelerator: Accelerator, run: Run, checkpoint: Path) -> None:
+    """Restore the EMA weights; a checkpoint written without EMA starts it from the restored model."""
+    if (checkpoint / EMA_FILE).is_file():
+        run.ema.load(checkpoint / EMA_FILE)
+    else:
+        run.ema.copy()
+        _say(accelerator, f"{checkpoint} has no EMA weights: the EMA starts from the restored model")
+
+
+def _stopped(accelerator: Accelerator, stop: StopRequest, watch: DataWatch, state: TrainerState) -> int:
+    """The line and exit code of a stop after a checkpoint: a signal (75), or an unreadable image (2)."""
+    error = watch.fatal()
+    if error is not None:  # said by the process that read it
+        print(f"{error}; checkpoint of step {state.step} saved, fix or remove it and --resume auto",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return EXIT_BAD_INPUT
+    if stop.data_error_elsewhere:
+        _say(accelerator, f"stopped after step {state.step}: another process read an unreadable image")
+        return EXIT_BAD_INPUT
+    _say(accelerator, f"stopped by signal {stop.signum} after step {state.step}; {RESUME_HINT}")
+    return EXIT_PREEMPTED
+
+
+def _say(accelerator: Accelerator, line: str) -> None:
+    """One line on stderr from the main process."""
+    if accelerator.is_main_process:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The lr of the first group without an lr multiplier (the recipe's lr under the schedule)."""
+    for group in optimizer.param_groups:
+        if group.get("lr_mult", 1.0) == 1.0 and group.get("lr_scale", 1.0) == 1.0:
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
