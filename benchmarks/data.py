@@ -41,7 +41,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
 
     from trainer.data import loader_options, set_epoch
     from trainer.data.transforms import batch_normalizer
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
     from trainer.run.build import build_run, make_accelerator
 
     accelerator = None
@@ -105,7 +105,7 @@ def seeding_cost(recipe_path: str, workers: list[int], rounds: int = 3) -> list[
 
     from trainer.data import build_dataloaders
     from trainer.model import build_model
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     recipe = load_recipe(recipe_path, ['data.eval_split="none"'])
     model = build_model(recipe.cfg["model"])

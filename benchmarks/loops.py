@@ -276,7 +276,7 @@ def run_trainer(case: Case, workdir: Path, extra: dict[str, Any] | None = None) 
     import tomli_w
 
     from trainer.model import build_model
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
     from trainer.run.loop import train
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,7 @@ def startup_phases(recipe_path: str, overrides: list[str]) -> dict[str, float]:
     from accelerate.utils import set_seed
 
     from trainer.data.transforms import batch_normalizer
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
     from trainer.run.runtime import resolve_precision
 
     recipe = load_recipe(recipe_path, overrides)

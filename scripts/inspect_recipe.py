@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
         from trainer.optim import describe_params, format_description
-        from trainer.recipe import load_recipe
+        from trainer.recipe.load import load_recipe
         from trainer.run.build import build_static
 
         recipe = load_recipe(args.recipe, args.overrides)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_processes != 1 and args.dataset_size is None:
         parser.error("--num-processes only applies with --dataset-size")
     with exit_on_recipe_error():
-        from trainer.recipe import load_recipe
+        from trainer.recipe.load import load_recipe
         from trainer.run.build import build_static
         from trainer.schedule import steps_per_epoch
         from trainer.schedule.plot import plot, write_json

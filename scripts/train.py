@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", metavar="auto|PATH", help="resume from the latest checkpoint or PATH")
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
-        from trainer.recipe import load_recipe
+        from trainer.recipe.load import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
         with recipe.blame():

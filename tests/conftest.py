@@ -15,6 +15,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+SHARED_RUNS = {
+    ("test_seeding", "uninterrupted"),
+    ("test_reliability", "reference"),
+    ("test_streaming", "two_processes"),
+    ("test_export", "quickstart"),
+    ("test_bad_inputs", "process_results"),
+    ("test_evaluate_script", "vit_run"),
+    ("test_plot_metrics", "two_runs"),
+}
+"""(test module, module fixture) pairs whose fixture is a training run shared by several tests: under
+pytest-xdist those tests go to one worker (an xdist_group), so that the run is made once."""
+
 NUM_CLASSES = 4
 IMAGE_SIZE = 16
 SPLIT_SIZES = {"train": 48, "validation": 16}
@@ -94,6 +106,31 @@ def write_tiny_dataset(root: Path, fmt: str, **kwargs) -> str:
             dataset[split].to_parquet(str(root / f"{split}.parquet"))
         return str(root / f"{splits[0]}.parquet") if fmt == "parquet_file" else str(root)
     raise ValueError(f"unknown tiny dataset format {fmt!r}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        for fixture in item.fixturenames:
+            if (module, fixture) in SHARED_RUNS:
+                item.add_marker(pytest.mark.xdist_group(f"{module}.{fixture}"))
+                break
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker() -> Iterator[None]:
+    """Each pytest-xdist worker computes on one thread: the workers share the cores (end-to-end runs in
+    subprocesses are single-threaded too, see runs.train_env)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -134,6 +139,78 @@ def train_run(
     recipe = tmp_path / f"{name}.toml"
     recipe.write_text(recipe_text(dataset, out, imports=imports, **sections))
     run(recipe, *args, nproc=nproc, env=env)
+    return out
+
+
+@functools.cache
+def script_main(name: str) -> Callable[[list[str]], int]:
+    """scripts/<name>'s `main`, imported from its path as the script runs it."""
+    path = ROOT / "scripts" / name
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@contextlib.contextmanager
+def _cpu_single_thread() -> Iterator[None]:
+    """As train_env() runs a script: on the CPU, one thread (so runs here and in a subprocess compute alike);
+    the process-wide state a script leaves (Accelerate's, torch's threads) is put back."""
+    import torch
+    from accelerate.state import AcceleratorState, GradientState
+
+    threads, previous = torch.get_num_threads(), os.environ.get("ACCELERATE_USE_CPU")
+    torch.set_num_threads(1)
+    os.environ["ACCELERATE_USE_CPU"] = "1"
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        torch.set_num_threads(threads)
+        if previous is None:
+            os.environ.pop("ACCELERATE_USE_CPU", None)
+        else:
+            os.environ["ACCELERATE_USE_CPU"] = previous
+
+
+def call_main(script: str, argv: list, capfd=None) -> tuple[object, str, str]:
+    """Run scripts/<script>'s main(argv) in this process: for what a run computes and writes, where no
+    process boundary is under test (exit codes and signals of a real process are tested with `run`).
+    Returns (exit code, stdout, stderr) as the script would have them: read through pytest's `capfd`, or,
+    without it (a module fixture), from Python's sys.stdout and sys.stderr."""
+    main = script_main(script)
+    out, err = io.StringIO(), io.StringIO()
+    if capfd is not None:
+        capfd.readouterr()
+        redirect: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:
+        redirect = contextlib.ExitStack()
+        redirect.enter_context(contextlib.redirect_stdout(out))
+        redirect.enter_context(contextlib.redirect_stderr(err))
+    argv0, sys.argv[0] = sys.argv[0], str(ROOT / "scripts" / script)  # as Python runs the script
+    with redirect, _cpu_single_thread():
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as stop:
+            code = stop.code
+        finally:
+            sys.argv[0] = argv0
+    if capfd is not None:
+        return (code, *capfd.readouterr())
+    return code, out.getvalue(), err.getvalue()
+
+
+def train_in_process(
+    tmp_path: Path, dataset: Path, name: str, *args: str, capfd=None, expect: int = 0, **sections: str
+) -> Path:
+    """train_run's run of scripts/train.py, in this process (see call_main); no recipe `imports` hooks: they
+    patch the process they are imported into."""
+    out = tmp_path / name
+    recipe = tmp_path / f"{name}.toml"
+    recipe.write_text(recipe_text(dataset, out, **sections))
+    code, stdout, stderr = call_main("train.py", [recipe, *args], capfd)
+    assert code == expect, stdout[-3000:] + stderr[-3000:]
     return out
 
 

@@ -201,7 +201,7 @@ def test_dry_run_reports_the_same_line(case, corpus, train_main, tmp_path, monke
 @pytest.mark.parametrize("case", [c for c in CASES if c.stage == "recipe"], ids=str)
 def test_recipe_stage_cases_fail_in_load_recipe_before_anything_is_built(case, corpus):
     from trainer.errors import RecipeError
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     overrides = [arg for flag, arg in zip(case.args, case.args[1:], strict=False) if flag == "--set"]
     with pytest.raises(RecipeError) as info:

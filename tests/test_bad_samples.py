@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runs import records, train_command, train_env, weights
+from runs import call_main, records, train_command, train_env, weights
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,9 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def train(tmp_path: Path, folder: Path, name: str, *sets: str) -> subprocess.CompletedProcess:
+def train(tmp_path: Path, folder: Path, name: str, *sets: str, capfd=None) -> subprocess.CompletedProcess:
+    """scripts/train.py on the folder: a real process, or with `capfd` its main in this process (its data
+    workers are real processes either way)."""
     recipe = tmp_path / f"{name}.toml"
     recipe.write_text(
         f'seed = 0\noutput_dir = "{tmp_path / name}"\n'
@@ -46,13 +48,16 @@ def train(tmp_path: Path, folder: Path, name: str, *sets: str) -> subprocess.Com
         '[optimizer]\ntype = "SGD"\nlr = 0.1\n'
         "[checkpoint]\ninterval = 1\n"
     )
+    if capfd is not None:
+        code, out, err = call_main("train.py", [recipe, "--set", *sets], capfd)
+        return subprocess.CompletedProcess([recipe], code, out, err)
     return subprocess.run(
         train_command(recipe, "--set", *sets), env=train_env(), capture_output=True, text=True, timeout=600
     )
 
 
-def test_skip_replaces_each_unreadable_image_warns_once_and_counts_it(tmp_path, folder):
-    proc = train(tmp_path, folder, "skip", "data.num_workers=1")
+def test_skip_replaces_each_unreadable_image_warns_once_and_counts_it(tmp_path, folder, capfd):
+    proc = train(tmp_path, folder, "skip", "data.num_workers=1", capfd=capfd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("data warning")]
     assert sorted(w.split("'")[1].split("images/")[1] for w in warnings) == sorted(BAD)  # once per file
@@ -61,8 +66,8 @@ def test_skip_replaces_each_unreadable_image_warns_once_and_counts_it(tmp_path, 
     assert counts[-1] == 2 * len(BAD) and counts == sorted(counts)  # every epoch replaces all three
 
 
-def test_replacements_are_the_same_with_any_number_of_workers(tmp_path, folder):
-    runs = {n: train(tmp_path, folder, f"w{n}", f"data.num_workers={n}") for n in (0, 2)}
+def test_replacements_are_the_same_with_any_number_of_workers(tmp_path, folder, capfd):
+    runs = {n: train(tmp_path, folder, f"w{n}", f"data.num_workers={n}", capfd=capfd) for n in (0, 2)}
     assert all(p.returncode == 0 for p in runs.values()), [p.stderr[-2000:] for p in runs.values()]
     a, b = weights(tmp_path / "w0"), weights(tmp_path / "w2")
     assert [k for k in a if not torch.equal(a[k], b[k])] == []

@@ -66,7 +66,7 @@ def test_benchmark_script_rejects_an_unknown_section():
 def test_trainer_recipe_is_a_valid_recipe_whose_rules_match_the_model(tmp_path, model):
     from trainer.model import build_model
     from trainer.optim import build_optimizer
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     case = Case(model=model, image_size=32, batch_size=4, accumulate=2)
     net = build_model(loops.model_cfg(case), device="meta")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import save_file
 
-from runs import ROOT, make_dataset, records, train_env, train_run
+from runs import ROOT, call_main, make_dataset, records, train_env, train_in_process
 
 EVALUATE = ROOT / "scripts" / "evaluate.py"
 
@@ -20,10 +20,16 @@ EVALUATE = ROOT / "scripts" / "evaluate.py"
 def vit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """test_vit, 2 epochs of 8 steps, with EMA: metrics.jsonl's last record is the final eval."""
     tmp = tmp_path_factory.mktemp("evaluate")
-    return train_run(tmp, make_dataset(tmp / "data"), "vit", ema="decay = 0.9")
+    return train_in_process(tmp, make_dataset(tmp / "data"), "vit", ema="decay = 0.9")
 
 
-def evaluate(*args: str, nproc: int = 1, expect: int = 0) -> subprocess.CompletedProcess:
+def evaluate(*args: str, nproc: int = 1, expect: int = 0, capfd=None) -> tuple[str, str]:
+    """scripts/evaluate.py's (stdout, stderr): as a real process (under torchrun with `nproc` > 1), or with
+    `capfd` its main in this process (what it computes; the exit code and output are the same)."""
+    if capfd is not None and nproc == 1:
+        code, out, err = call_main("evaluate.py", list(args), capfd)
+        assert code == expect, out[-3000:] + err[-3000:]
+        return out, err
     launcher = [sys.executable]
     if nproc > 1:
         launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone"]
@@ -35,7 +41,7 @@ def evaluate(*args: str, nproc: int = 1, expect: int = 0) -> subprocess.Complete
         timeout=600,
     )
     assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    return proc.stdout, proc.stderr
 
 
 def last_eval(run_dir: Path) -> dict:
@@ -43,7 +49,7 @@ def last_eval(run_dir: Path) -> dict:
 
 
 def test_evaluate_equals_the_loops_last_eval_record(vit_run, tmp_path):
-    result = json.loads(evaluate(vit_run, "--json", tmp_path / "eval.json").stdout)
+    result = json.loads(evaluate(vit_run, "--json", tmp_path / "eval.json")[0])  # a real process
     record = last_eval(vit_run)
     assert record["step"] == 16  # the eval after the last step: the weights in model.safetensors
     assert {k: result[k] for k in ("eval_loss", "eval_top1", "eval_top5")} == {
@@ -53,8 +59,8 @@ def test_evaluate_equals_the_loops_last_eval_record(vit_run, tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text()) == result
 
 
-def test_evaluate_ema_equals_the_loops_ema_record(vit_run):
-    result = json.loads(evaluate(vit_run, "--ema").stdout)
+def test_evaluate_ema_equals_the_loops_ema_record(vit_run, capfd):
+    result = json.loads(evaluate(vit_run, "--ema", capfd=capfd)[0])
     record = last_eval(vit_run)
     assert [result[k] for k in ("eval_loss", "eval_top1", "eval_top5")] == [
         record[k] for k in ("ema_eval_loss", "ema_eval_top1", "ema_eval_top5")
@@ -64,7 +70,7 @@ def test_evaluate_ema_equals_the_loops_ema_record(vit_run):
 
 def test_a_recipe_with_weights_on_two_processes_counts_every_sample_once(vit_run):
     result = json.loads(
-        evaluate(vit_run / "recipe.toml", "--weights", vit_run / "model.safetensors", nproc=2).stdout
+        evaluate(vit_run / "recipe.toml", "--weights", vit_run / "model.safetensors", nproc=2)[0]
     )
     record = last_eval(vit_run)
     assert result["processes"] == 2 and result["samples"] == 16
@@ -75,7 +81,7 @@ def test_a_recipe_with_weights_on_two_processes_counts_every_sample_once(vit_run
 @pytest.mark.parametrize(
     "case", ["no_weights", "weights_of_another_model", "recipe_without_weights", "no_eval"]
 )
-def test_bad_input_is_one_line_exit_2(vit_run, tmp_path, case):
+def test_bad_input_is_one_line_exit_2(vit_run, tmp_path, case, capfd):
     shutil.copy(vit_run / "recipe.toml", tmp_path / "recipe.toml")
     args: list = [tmp_path]
     if case == "weights_of_another_model":
@@ -89,12 +95,13 @@ def test_bad_input_is_one_line_exit_2(vit_run, tmp_path, case):
         args = [tmp_path / "recipe.toml"]
     elif case == "no_eval":
         args = [vit_run, "--set", 'data.eval_split="none"']
-    proc = evaluate(*args, expect=2)
-    assert proc.stderr.count("\n") == 1 and proc.stdout == "", proc.stderr
+    real = case == "no_weights"  # one case as a real process: its exit code and stderr as a user sees them
+    stdout, stderr = evaluate(*args, expect=2, capfd=None if real else capfd)
+    assert stderr.count("\n") == 1 and stdout == "", stderr
     expected = {
         "no_weights": "weights: the run directory has no model.safetensors",
         "weights_of_another_model": "does not fit test_vit: missing keys [",
         "recipe_without_weights": "model: has no weights to evaluate",
         "no_eval": "data.eval_split: is 'none'",
     }[case]
-    assert expected in proc.stderr
+    assert expected in stderr

@@ -1,4 +1,8 @@
-"""End-to-end training runs of scripts/train.py on a tiny timm model and a tiny real `datasets` dataset."""
+"""End-to-end training runs of scripts/train.py on a tiny timm model and a tiny real `datasets` dataset.
+
+What a run computes and writes is checked on runs of the script's main in the test process (call_main: the
+same code, without a new interpreter's start-up); resuming, several processes and autocast (a recipe hook)
+run as real processes."""
 
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ from runs import (
     SGD,
     assert_bit_equal,
     assert_close_weights,
+    call_main,
     make_dataset,
     recipe_text,
     records,
-    run,
     train_env,
+    train_in_process,
     train_run,
     weights,
 )
@@ -31,11 +36,12 @@ def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data") / "colours")
 
 
-def test_training_writes_run_directory_and_loss_goes_down(tmp_path, dataset):
-    out = train_run(
+def test_training_writes_run_directory_and_loss_goes_down(tmp_path, dataset, capfd):
+    out = train_in_process(
         tmp_path,
         dataset,
         "basic",
+        capfd=capfd,
         train="epochs = 6\nlog_every = 1",
         optimizer='type = "AdamW"\nlr = 3e-3\nweight_decay = 0.0',
     )
@@ -55,7 +61,7 @@ def test_training_writes_run_directory_and_loss_goes_down(tmp_path, dataset):
     assert weights(out).keys() == model.state_dict().keys()
 
 
-def test_eval_loss_top1_and_top5_are_those_of_the_final_weights(tmp_path):
+def test_eval_loss_top1_and_top5_are_those_of_the_final_weights(tmp_path, capfd):
     """10 classes (top-5 of 4 would always be 100), 2 steps: the eval record equals loss and accuracies
     recomputed here from model.safetensors on the same eval batches, by rank rather than topk."""
     import timm
@@ -63,12 +69,18 @@ def test_eval_loss_top1_and_top5_are_those_of_the_final_weights(tmp_path):
 
     from trainer.data import build_dataloaders
     from trainer.data.transforms import batch_normalizer
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     data = make_dataset(tmp_path / "d10", n_train=40, n_eval=40, classes=10)
     model_section = 'name = "test_vit"\nnum_classes = 10\nimg_size = 16\npatch_size = 4'
-    out = train_run(
-        tmp_path, data, "ten", model=model_section, train="max_steps = 2\nlog_every = 1", checkpoint=None
+    out = train_in_process(
+        tmp_path,
+        data,
+        "ten",
+        capfd=capfd,
+        model=model_section,
+        train="max_steps = 2\nlog_every = 1",
+        checkpoint=None,
     )
     (logged,) = [r for r in records(out) if "eval_loss" in r]
     model = timm.create_model("test_vit", num_classes=10, img_size=16, patch_size=4)
@@ -88,24 +100,26 @@ def test_eval_loss_top1_and_top5_are_those_of_the_final_weights(tmp_path):
     assert 0 < top1 < top5 < 100  # neither accuracy is trivially 0 or 100 here
 
 
-def test_accumulation_trains_like_the_large_batch(tmp_path, dataset):
+def test_accumulation_trains_like_the_large_batch(tmp_path, dataset, capfd):
     # 80 samples, no drop_last: batch 32 gives batches 32, 32, 16; batch 8 x accumulate 4 gives windows of
     # 4, 4 and 2 micro-batches, the short one rescaled to a mean over its 16 samples.
     data_b = make_dataset(tmp_path / "d80", n_train=80)
     # SGD, not Adam: Adam divides by sqrt(v) and blows up round-off on zero-gradient params (a key bias).
     common = {"train": "epochs = 2\nlog_every = 1", "checkpoint": None, "optimizer": SGD}
-    big = train_run(
+    big = train_in_process(
         tmp_path,
         data_b,
         "big",
+        capfd=capfd,
         **common,
         data=f'path = "{data_b}"\nbatch_size = 32\nnum_workers = 0\ndrop_last = false\n'
         "augment = { no_aug = true }",
     )
-    acc = train_run(
+    acc = train_in_process(
         tmp_path,
         data_b,
         "acc",
+        capfd=capfd,
         **{**common, "train": "epochs = 2\nlog_every = 1\naccumulate = 4"},
         data=f'path = "{data_b}"\nbatch_size = 8\nnum_workers = 0\ndrop_last = false\n'
         "augment = { no_aug = true }",
@@ -119,27 +133,27 @@ def test_accumulation_trains_like_the_large_batch(tmp_path, dataset):
     assert_close_weights(big, acc, atol=1e-5, rtol=1e-5)
 
 
-def test_resume_from_a_mid_epoch_checkpoint_ends_with_the_same_weights(tmp_path, dataset):
+def test_resume_from_a_mid_epoch_checkpoint_ends_with_the_same_weights(tmp_path, dataset, capfd):
     sections = {
         "train": "max_steps = 12\nlog_every = 1",
         "checkpoint": "interval = 5\nmax_keep = -1",
         "eval": "interval = 6",
     }
-    full = train_run(tmp_path, dataset, "full", **sections)
+    full = train_in_process(tmp_path, dataset, "full", capfd=capfd, **sections)
     ckpts = sorted(p.name for p in (full / "checkpoints").iterdir())
     assert ckpts == ["step_00000005", "step_00000010", "step_00000012"]
     # A second run starts from the step-5 checkpoint (mid-epoch: 8 steps per epoch) in a fresh directory.
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     shutil.copytree(full / "checkpoints" / "step_00000005", resumed_dir / "checkpoints" / "step_00000005")
-    out = train_run(tmp_path, dataset, "resumed", "--resume", "auto", **sections)
+    out = train_run(tmp_path, dataset, "resumed", "--resume", "auto", **sections)  # a new process
     assert out == resumed_dir
     assert [r["step"] for r in records(out) if "loss" in r] == list(range(6, 13))
     assert_bit_equal(full, out, since_step=5)  # every record from step 6 on, and every weight
 
 
-def test_resume_with_an_edited_recipe_follows_the_new_recipe_and_says_so(tmp_path, dataset):
-    out = train_run(tmp_path, dataset, "edit", train="epochs = 1\nlog_every = 1")
+def test_resume_with_an_edited_recipe_follows_the_new_recipe_and_says_so(tmp_path, dataset, capfd):
+    out = train_in_process(tmp_path, dataset, "edit", capfd=capfd, train="epochs = 1\nlog_every = 1")
     recipe = tmp_path / "edit.toml"
     recipe.write_text(
         recipe_text(
@@ -149,20 +163,23 @@ def test_resume_with_an_edited_recipe_follows_the_new_recipe_and_says_so(tmp_pat
             optimizer='type = "AdamW"\nlr = 5e-4\nweight_decay = 0.05',
         )
     )
-    proc = run(recipe, "--resume", "auto")
-    assert "recipe changed" in proc.stdout + proc.stderr
-    assert "optimizer.lr: 0.001 -> 0.0005" in proc.stdout + proc.stderr
+    code, stdout, stderr = call_main("train.py", [recipe, "--resume", "auto"], capfd)
+    assert code == 0, stderr[-3000:]
+    assert "recipe changed" in stdout + stderr
+    assert "optimizer.lr: 0.001 -> 0.0005" in stdout + stderr
     recs = [r for r in records(out) if "loss" in r]
     assert recs[-1]["step"] == 16
     assert recs[-1]["lr"] == pytest.approx(5e-4)
 
 
-def test_two_processes_train_and_evaluate_like_one_process_with_the_double_batch(tmp_path, dataset):
+def test_two_processes_train_and_evaluate_like_one_process_with_the_double_batch(tmp_path, dataset, capfd):
     # 16 eval samples in batches of 3 do not split evenly over 2 processes: Accelerate pads the last batch,
     # and gather_for_metrics must drop the padding for the metrics to equal the single process's.
     common = {"train": "epochs = 1\nlog_every = 1", "checkpoint": None, "optimizer": SGD}
     data = f'path = "{dataset}"\nnum_workers = 0\naugment = {{ no_aug = true }}\neval_batch_size = 3'
-    single = train_run(tmp_path, dataset, "single", **common, data=f"{data}\nbatch_size = 16")
+    single = train_in_process(
+        tmp_path, dataset, "single", capfd=capfd, **common, data=f"{data}\nbatch_size = 16"
+    )
     double = train_run(tmp_path, dataset, "double", nproc=2, **common, data=f"{data}\nbatch_size = 8")
     single_losses = [r["loss"] for r in records(single) if "loss" in r]
     double_losses = [r["loss"] for r in records(double) if "loss" in r]
@@ -207,18 +224,23 @@ def test_bf16_autocast_computes_in_bf16_on_cpu(tmp_path, dataset):
     assert {t.dtype for t in weights(out).values()} == {torch.float32}  # autocast, not a bf16 model
 
 
-def test_clip_grad_logs_the_norm_before_clipping_and_scales_the_update_to_max_norm(tmp_path, dataset):
+def test_clip_grad_logs_the_norm_before_clipping_and_scales_the_update_to_max_norm(tmp_path, dataset, capfd):
     # One plain-SGD step (no momentum, no weight decay): the update is -lr * g, clipped -lr * g * c with
     # c = max_norm / (|g| + 1e-6) (torch's clip_grad_norm_). Three runs from the same initial weights and
     # batch: lr 0 (w0), unclipped (g = (w0 - w) / lr) and clipped.
     common = {"train": "max_steps = 1\nlog_every = 1", "checkpoint": None, "eval": "enabled = false"}
     lr, max_norm = 1.0, 0.5
-    start = train_run(tmp_path, dataset, "start", **common, optimizer='type = "SGD"\nlr = 0.0')
-    plain = train_run(tmp_path, dataset, "noclip", **common, optimizer=f'type = "SGD"\nlr = {lr}')
-    clipped = train_run(
+    start = train_in_process(
+        tmp_path, dataset, "start", capfd=capfd, **common, optimizer='type = "SGD"\nlr = 0.0'
+    )
+    plain = train_in_process(
+        tmp_path, dataset, "noclip", capfd=capfd, **common, optimizer=f'type = "SGD"\nlr = {lr}'
+    )
+    clipped = train_in_process(
         tmp_path,
         dataset,
         "clip",
+        capfd=capfd,
         **common,
         optimizer=f'type = "SGD"\nlr = {lr}',
         clip_grad=f"max_norm = {max_norm}",
@@ -255,11 +277,12 @@ def test_clip_grad_value_clamps_every_gradient():
     assert total == pytest.approx(0.5, rel=1e-4)
 
 
-def test_tensorboard_tracker_writes_events_offline(tmp_path, dataset):
-    out = train_run(
+def test_tensorboard_tracker_writes_events_offline(tmp_path, dataset, capfd):
+    out = train_in_process(
         tmp_path,
         dataset,
         "tb",
+        capfd=capfd,
         train='max_steps = 2\nlog_every = 1\nlog_with = ["tensorboard"]',
         checkpoint=None,
         eval="enabled = false",

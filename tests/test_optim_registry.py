@@ -136,7 +136,7 @@ def test_importing_trainer_optim_does_not_import_timm_optim():
 
 def test_recipe_imports_make_a_registered_optimizer_available(tmp_path, monkeypatch):
     from trainer.model import build_model
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     monkeypatch.syspath_prepend(str(PLUGINS))
     recipe = tmp_path / "plugin.toml"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runs import ROOT, make_dataset, train_env, train_run
+from runs import ROOT, call_main, make_dataset, train_env, train_in_process
 from trainer.outputs.curves import load_curves, run_names
 
 PLOT = ROOT / "scripts" / "plot_metrics.py"
@@ -21,13 +21,18 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two real runs of test_vit on the same data: one with EMA, one with another lr."""
     tmp = tmp_path_factory.mktemp("plot")
     data = make_dataset(tmp / "data")
-    ema = train_run(tmp, data, "adamw_ema", ema="decay = 0.9", checkpoint=None)
+    ema = train_in_process(tmp, data, "adamw_ema", ema="decay = 0.9", checkpoint=None)
     optimizer = 'type = "AdamW"\nlr = 3e-3\nweight_decay = 0.05'
-    other = train_run(tmp, data, "adamw_lr3e-3", optimizer=optimizer, checkpoint=None)
+    other = train_in_process(tmp, data, "adamw_lr3e-3", optimizer=optimizer, checkpoint=None)
     return [ema, other]
 
 
-def plot(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+def plot(*args: str, expect: int = 0, capfd=None) -> tuple[str, str]:
+    """scripts/plot_metrics.py's (stdout, stderr): a real process, or with `capfd` its main in this one."""
+    if capfd is not None:
+        code, out, err = call_main("plot_metrics.py", list(args), capfd)
+        assert code == expect, out[-3000:] + err[-3000:]
+        return out, err
     proc = subprocess.run(
         [sys.executable, str(PLOT), *map(str, args)],
         env=train_env(),
@@ -36,7 +41,7 @@ def plot(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
         timeout=300,
     )
     assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    return proc.stdout, proc.stderr
 
 
 def assert_png(path: Path) -> None:
@@ -47,13 +52,13 @@ def assert_png(path: Path) -> None:
 
 
 def test_one_run_writes_its_curves_beside_it(two_runs):
-    proc = plot(two_runs[0])
-    assert proc.stdout.strip() == f"wrote {two_runs[0] / 'curves.png'}"
+    stdout, _ = plot(two_runs[0])  # a real process
+    assert stdout.strip() == f"wrote {two_runs[0] / 'curves.png'}"
     assert_png(two_runs[0] / "curves.png")
 
 
-def test_two_runs_overlay_in_one_png(two_runs, tmp_path):
-    plot(*two_runs, "--out", tmp_path / "both.png", "--title", "ema vs lr")
+def test_two_runs_overlay_in_one_png(two_runs, tmp_path, capfd):
+    plot(*two_runs, "--out", tmp_path / "both.png", "--title", "ema vs lr", capfd=capfd)
     assert_png(tmp_path / "both.png")
 
 
@@ -95,17 +100,18 @@ def test_run_names_are_folders_made_unique_by_their_parents(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["no_metrics", "names_mismatch", "several_without_out"])
-def test_bad_input_is_one_line_exit_2(tmp_path, case):
+def test_bad_input_is_one_line_exit_2(tmp_path, case, capfd):
     args = {
         "no_metrics": [tmp_path],
         "names_mismatch": [tmp_path, "--names", "a", "b", "--out", tmp_path / "x.png"],
         "several_without_out": [tmp_path, tmp_path],
     }[case]
-    proc = plot(*args, expect=2)
-    assert proc.stderr.count("\n") == 1, proc.stderr
+    real = case == "no_metrics"  # one case as a real process: its exit code and stderr as a user sees them
+    _, stderr = plot(*args, expect=2, capfd=None if real else capfd)
+    assert stderr.count("\n") == 1, stderr
     expected = {
         "no_metrics": "not a run directory: it has no metrics.jsonl",
         "names_mismatch": "--names: got 2 names for 1 runs",
         "several_without_out": "--out PNG is needed",
     }[case]
-    assert expected in proc.stderr
+    assert expected in stderr

@@ -24,7 +24,7 @@ from torch import nn
 
 from trainer.model import build_model
 from trainer.port import Ported, PortOptions, port_config
-from trainer.recipe import load_recipe
+from trainer.recipe.load import load_recipe
 
 mmengine = pytest.importorskip("mmengine", minversion="0.10.7")
 from mmengine.config import Config  # noqa: E402

@@ -3,7 +3,6 @@ bytes, labels with class names), even in size, shuffled, named so that `data.pat
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from runs import ROOT, train_env
+from runs import ROOT, call_main, train_env
 from trainer.data.prepare import shard_sizes
 from trainer.data.sources.shards import split_of
 
@@ -20,21 +19,13 @@ SCRIPT = ROOT / "scripts" / "prepare_data.py"
 
 
 @pytest.fixture(scope="module")
-def prepare_main():
-    spec = importlib.util.spec_from_file_location("prepare_data_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+def prepare_main() -> str:
+    return "prepare_data.py"
 
 
-def run_main(main, argv: list[str], capfd) -> tuple[object, str, str]:
-    capfd.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capfd.readouterr()
-    return code, out, err
+def run_main(script: str, argv: list, capfd) -> tuple[object, str, str]:
+    """scripts/prepare_data.py's main in this process (runs.call_main)."""
+    return call_main(script, argv, capfd)
 
 
 def rows_of(files: list[Path]) -> list[dict]:

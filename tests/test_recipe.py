@@ -11,7 +11,7 @@ import pytest
 
 from trainer.errors import RecipeError
 from trainer.keys import format_key
-from trainer.recipe import load_recipe, parse_override
+from trainer.recipe.load import load_recipe, parse_override
 
 MINIMAL = """
 [model]

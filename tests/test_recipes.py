@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.recipe import load_recipe
+from trainer.recipe.load import load_recipe
 from trainer.run.build import build_static
 from trainer.run.summary import dry_run
 from trainer.schedule.plot import plot, write_json

@@ -21,12 +21,14 @@ from runs import (
     SGD,
     TRAIN,
     assert_bit_equal,
+    call_main,
     make_dataset,
     recipe_text,
     records,
     run,
     train_command,
     train_env,
+    train_in_process,
     train_run,
     weights,
 )
@@ -268,23 +270,23 @@ def test_full_disk_reports_one_line_and_keeps_the_previous_checkpoint(tmp_path, 
         assert (out / "model.safetensors").exists()
 
 
-def test_unwritable_output_directory_is_one_line_and_exit_2(tmp_path, dataset):
+def test_unwritable_output_directory_is_one_line_and_exit_2(tmp_path, dataset, capfd):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     recipe = tmp_path / "run.toml"
     recipe.write_text(recipe_text(dataset, blocker / "run", train="max_steps = 2\nlog_every = 1"))
-    proc = subprocess.run(train_command(recipe), env=train_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("recipe error: ")
-    assert ": output_dir: cannot write the run directory" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, stderr = call_main("train.py", [recipe], capfd)
+    assert code == 2
+    assert stderr.strip().splitlines()[-1].startswith("recipe error: ")
+    assert ": output_dir: cannot write the run directory" in stderr and "Traceback" not in stderr
 
 
-def train_in_process(tmp_path: Path, dataset: Path, poisoned_batch: int, **sections: str):
+def train_on_batches(tmp_path: Path, dataset: Path, poisoned_batch: int, **sections: str):
     """Run the real loop on in-memory batches where one micro-batch holds NaN pixels; return (code, out)."""
     from accelerate.state import AcceleratorState, GradientState
     from torch.utils.data import DataLoader, TensorDataset
 
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
     from trainer.run.loop import train
 
     out = tmp_path / "run"
@@ -309,7 +311,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_saves_nothing_after_it(tmp_pat
         "checkpoint": "interval = 1\nmax_keep = -1",
         "eval": "enabled = false",
     }
-    code, out = train_in_process(tmp_path, dataset, poisoned_batch=2, **sections)
+    code, out = train_on_batches(tmp_path, dataset, poisoned_batch=2, **sections)
     assert code == 1
     lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("training error")]
     assert lines == [
@@ -326,7 +328,7 @@ def test_nonfinite_skip_mode_skips_the_update_and_trains_on(tmp_path, dataset):
         "checkpoint": None,
         "eval": "enabled = false",
     }
-    code, out = train_in_process(tmp_path, dataset, poisoned_batch=2, **sections)
+    code, out = train_on_batches(tmp_path, dataset, poisoned_batch=2, **sections)
     assert code == 0
     recs = [r for r in records(out) if "loss" in r]
     assert [r["step"] for r in recs] == list(range(1, 9))  # 9 micro-batches, one skipped: still 8 steps
@@ -341,7 +343,7 @@ def test_a_run_that_only_skips_stops_instead_of_spinning(tmp_path, dataset):
         "eval": "enabled = false",
         "optimizer": 'type = "SGD"\nlr = 1e30',
     }
-    code, _ = train_in_process(tmp_path, dataset, poisoned_batch=100, **sections)
+    code, _ = train_on_batches(tmp_path, dataset, poisoned_batch=100, **sections)
     assert code == 1
 
 
@@ -407,9 +409,10 @@ def test_nan_on_one_of_two_processes_is_skipped_by_both_in_skip_mode(tmp_path, d
     assert all(all_finite(p) for p in list_checkpoints(root)) and all_finite(out)
 
 
-def test_same_recipe_and_seed_give_the_same_run_and_record_their_provenance(tmp_path, dataset):
-    first = train_run(tmp_path, dataset, "a", train="max_steps = 4\nlog_every = 1", eval="enabled = false")
-    second = train_run(tmp_path, dataset, "b", train="max_steps = 4\nlog_every = 1", eval="enabled = false")
+def test_same_recipe_and_seed_give_the_same_run_and_record_their_provenance(tmp_path, dataset, capfd):
+    sections = {"train": "max_steps = 4\nlog_every = 1", "eval": "enabled = false"}
+    first = train_run(tmp_path, dataset, "a", **sections)  # a new process
+    second = train_in_process(tmp_path, dataset, "b", capfd=capfd, **sections)  # another one, already warm
     assert_bit_equal(first, second)
     info = json.loads((first / "run_info.json").read_text())
     assert info["seed"] == 0
@@ -423,11 +426,12 @@ class Payload:
         return (os.system, ("touch PWNED",))
 
 
-def test_resume_never_unpickles_code_from_a_checkpoint(tmp_path, dataset):
-    out = train_run(
+def test_resume_never_unpickles_code_from_a_checkpoint(tmp_path, dataset, capfd):
+    out = train_in_process(
         tmp_path,
         dataset,
         "safe",
+        capfd=capfd,
         train="max_steps = 2\nlog_every = 1",
         eval="enabled = false",
         checkpoint="interval = 2",
@@ -453,11 +457,12 @@ def test_resume_never_unpickles_code_from_a_checkpoint(tmp_path, dataset):
     )
 
 
-def test_resume_auto_ignores_partial_and_unlisted_folders(tmp_path, dataset):
-    out = train_run(
+def test_resume_auto_ignores_partial_and_unlisted_folders(tmp_path, dataset, capfd):
+    out = train_in_process(
         tmp_path,
         dataset,
         "partial",
+        capfd=capfd,
         train="max_steps = 4\nlog_every = 1",
         eval="enabled = false",
         checkpoint="interval = 2\nmax_keep = -1",

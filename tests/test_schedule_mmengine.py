@@ -470,7 +470,7 @@ def test_seed_examples_as_recipes_equal_mmengine_for_every_param_group(tmp_path,
 
     from trainer.model import build_model
     from trainer.optim import build_optimizer
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     head = """
         [model]

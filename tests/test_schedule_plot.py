@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.recipe import load_recipe
+from trainer.recipe.load import load_recipe
 from trainer.run.build import build_static
 from trainer.schedule import build_schedule
 from trainer.schedule.plot import plot, write_json

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trainer.errors import RecipeError
-from trainer.recipe import load_recipe
+from trainer.recipe.load import load_recipe
 from trainer.schedule import (
     Arg,
     ParamScheduler,

@@ -56,7 +56,7 @@ def augmented(tmp_path_factory):
 
     from trainer.data import load_splits
     from trainer.data.transforms import build_transforms
-    from trainer.recipe import load_recipe
+    from trainer.recipe.load import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.toml", [f'data.path="{ROOT / "data" / "digits"}"'])
     cfg = recipe.cfg["data"]

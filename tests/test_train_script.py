@@ -1,7 +1,9 @@
-"""scripts/train.py as a user runs it: the dry-run summary, and one-line errors with exit code 2."""
+"""scripts/train.py as a user runs it: the dry-run summary, and one-line errors with exit code 2 (a dry run,
+a bad recipe and a bad flag as real processes; the other cases through the script's main in this process)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runs import ROOT, TRAIN, train_env
+from runs import ROOT, TRAIN, call_main, train_env
 
 RECIPE = """
 [model]
@@ -52,6 +54,17 @@ def run_train(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     )
 
 
+def train_here(capfd, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """run_train's result from the script's main in this process (in `cwd`, on the CPU)."""
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        code, out, err = call_main("train.py", list(args), capfd)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
@@ -77,8 +90,8 @@ def test_dry_run_prints_the_summary(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_dry_run_with_amp_reports_bf16_on_cpu(tmp_path):
-    proc = run_train(str(write(tmp_path, RECIPE)), "--dry-run", "--amp")
+def test_dry_run_with_amp_reports_bf16_on_cpu(tmp_path, capfd):
+    proc = train_here(capfd, str(write(tmp_path, RECIPE)), "--dry-run", "--amp")
     assert proc.returncode == 0, proc.stderr
     assert "precision bf16" in proc.stdout
 
@@ -93,19 +106,21 @@ def test_dry_run_with_amp_reports_bf16_on_cpu(tmp_path):
         ("epochs = 2", "epochs = 2\nepochs = 3", "train.epochs"),
     ],
 )
-def test_bad_recipe_exits_2_with_one_line(tmp_path, old, new, key):
-    proc = run_train(str(write(tmp_path, RECIPE.replace(old, new))), "--dry-run")
+def test_bad_recipe_exits_2_with_one_line(tmp_path, old, new, key, capfd):
+    recipe = str(write(tmp_path, RECIPE.replace(old, new)))
+    real = key == "optimzer"  # one case as a real process: its exit code and stderr as a user sees them
+    proc = run_train(recipe, "--dry-run") if real else train_here(capfd, recipe, "--dry-run")
     line = assert_one_line_error(proc, key)
     assert line.startswith(f"recipe error: {tmp_path / 'r.toml'}: ")
 
 
-def test_bad_override_exits_2_with_one_line(tmp_path):
-    proc = run_train(str(write(tmp_path, RECIPE)), "--set", "optimizer.lr=-1", "--dry-run")
+def test_bad_override_exits_2_with_one_line(tmp_path, capfd):
+    proc = train_here(capfd, str(write(tmp_path, RECIPE)), "--set", "optimizer.lr=-1", "--dry-run")
     assert_one_line_error(proc, "optimizer.lr")
 
 
-def test_missing_recipe_exits_2_with_one_line(tmp_path):
-    proc = run_train(str(tmp_path / "missing.toml"), "--dry-run")
+def test_missing_recipe_exits_2_with_one_line(tmp_path, capfd):
+    proc = train_here(capfd, str(tmp_path / "missing.toml"), "--dry-run")
     assert_one_line_error(proc, "recipe")
 
 

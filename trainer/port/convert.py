@@ -137,7 +137,7 @@ def _check_weight_decay_schedule(recipe: dict[str, Any], report: Report) -> None
 
 def _validate(recipe: dict[str, Any]) -> None:
     """The recipe must load and build as written (the dry run's checks)."""
-    from trainer.recipe import check_sections, validate
+    from trainer.recipe.load import check_sections, validate
     from trainer.run.build import build_static
 
     try:

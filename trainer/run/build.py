@@ -22,7 +22,7 @@ from trainer.data.streaming import is_streamed, prepare_streamed
 from trainer.errors import RecipeError
 from trainer.model import build_model
 from trainer.optim import build_optimizer
-from trainer.recipe import Recipe
+from trainer.recipe.load import Recipe
 from trainer.run.ema import ModelEma
 from trainer.run.loss import Loss, build_loss, build_mixup
 from trainer.schedule import Schedule, build_schedule

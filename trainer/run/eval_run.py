@@ -18,7 +18,7 @@ import torch
 
 from trainer.errors import RecipeError
 from trainer.outputs.export import EMA_WEIGHTS_FILE, RECIPE_FILE, WEIGHTS_FILE
-from trainer.recipe import Recipe, load_recipe
+from trainer.recipe.load import Recipe, load_recipe
 
 
 @dataclass

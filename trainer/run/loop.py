@@ -18,7 +18,7 @@ from trainer.data import DataWatch, set_epoch
 from trainer.data.transforms import batch_normalizer
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.outputs.export import export_run_dir
-from trainer.recipe import Recipe
+from trainer.recipe.load import Recipe
 from trainer.run.build import Run, build_run, make_accelerator
 from trainer.run.checkpoint import (
     CheckpointError,

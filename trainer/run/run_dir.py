@@ -9,7 +9,7 @@ from typing import Any
 
 from trainer.errors import RecipeError
 from trainer.outputs.run_info import flat, recipe_changes, write_run_info
-from trainer.recipe import Recipe
+from trainer.recipe.load import Recipe
 from trainer.run.checkpoint import TrainerState, any_failed
 from trainer.run.metrics import MetricsLog
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.recipe import Recipe
+from trainer.recipe.load import Recipe
 from trainer.run.build import build_static
 from trainer.run.runtime import effective_batch_size, resolve_precision, world_size
 
