@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.errors import RecipeError
-from trainer.port.models import NoTimmModel, TimmModel, map_backbone
+from trainer.port.backbones import map_backbone
+from trainer.port.models import NoTimmModel, TimmModel
 from trainer.port.report import Report
 
 HEADS = ("LinearClsHead", "VisionTransformerClsHead", "DeiTClsHead", "StackedLinearClsHead", "ClsHead")
+HEADS += ("EfficientFormerClsHead", "LeViTClsHead")
 NECKS = (None, "GlobalAveragePooling")
 
 
