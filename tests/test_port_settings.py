@@ -1,0 +1,91 @@
+"""Settings of MMPretrain's own configs that the recipe can express and the port carries (issue 24's second
+table), each checked on a verbatim copy of the config: the value in the recipe, and where it is a number of
+steps or parameter groups, against what MMEngine builds from the original."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from timm.layers import DropPath
+
+from trainer.model import build_model
+
+pytest.importorskip("mmengine", minversion="0.10.7")
+
+from test_port_mmpretrain import (  # noqa: E402
+    CONFIGS,
+    check_param_groups,
+    check_schedule,
+    inspect_json,
+    plot_json,
+    port,
+)
+
+RSB_A1 = CONFIGS / "resnet" / "resnet50_8xb256-rsb-a1-600e_in1k.py"
+RSB_A2 = CONFIGS / "resnet" / "resnet50_8xb256-rsb-a2-300e_in1k.py"
+
+
+def unmapped_keys(ported) -> list[str]:
+    return [item.key for item in ported.report.unmapped]
+
+
+def test_sigmoid_label_smoothing_is_bce_with_smoothing(tmp_path):
+    """rsb-a1: LabelSmoothLoss(use_sigmoid=True, mode='original') is a binary cross-entropy on smoothed
+    targets, which is timm's BinaryCrossEntropy(smoothing)."""
+    _, ported = port(tmp_path, RSB_A1)
+    assert ported.recipe["train"]["loss"] == "bce"
+    assert ported.recipe["train"]["label_smoothing"] == 0.1
+    assert not any("loss" in k for k in unmapped_keys(ported))
+
+
+@pytest.mark.parametrize("config", [RSB_A1, RSB_A2], ids=["rsb-a1", "rsb-a2"])
+def test_resnet_drop_path_rate_is_carried_with_mmpretrains_per_block_rates(tmp_path, config):
+    _, ported = port(tmp_path, config)
+    assert ported.recipe["model"]["drop_path_rate"] == 0.05
+    assert "model.backbone.drop_path_rate" not in unmapped_keys(ported)
+    model = build_model(ported.recipe["model"], device="meta")
+    rates = [
+        block.drop_path.drop_prob if isinstance(block.drop_path, DropPath) else 0.0
+        for stage in (model.layer1, model.layer2, model.layer3, model.layer4)
+        for block in stage
+    ]
+    mmpretrain = torch.linspace(0, 0.05, 16).tolist()  # ResNet: linspace(0, rate, blocks), one per block
+    np.testing.assert_allclose(rates, mmpretrain, rtol=1e-6, atol=1e-9)
+
+
+def test_vit_drop_rate_is_timms_position_and_projection_dropout(tmp_path):
+    _, ported = port(tmp_path, CONFIGS / "vision_transformer" / "vit-base-p16_64xb64_in1k.py")
+    model_cfg = ported.recipe["model"]
+    assert (model_cfg["pos_drop_rate"], model_cfg["proj_drop_rate"]) == (0.1, 0.1)
+    assert "model.backbone.drop_rate" not in unmapped_keys(ported)
+    model = build_model(model_cfg, device="meta")
+    block = model.blocks[0]
+    # MMPretrain: dropout after the position embedding, the attention projection, and both FFN layers
+    assert model.pos_drop.p == block.attn.proj_drop.p == block.mlp.drop1.p == block.mlp.drop2.p == 0.1
+    assert model.head_drop.p == 0.0 and block.attn.attn_drop.p == 0.0
+
+
+def test_swin_stage_window_is_the_models_window(tmp_path):
+    _, ported = port(tmp_path, CONFIGS / "simmim" / "benchmarks" / "swin-large-w14_8xb256-coslr-100e_in1k.py")
+    assert ported.recipe["model"]["window_size"] == 14
+    assert "model.backbone.stage_cfgs" not in unmapped_keys(ported)
+    model = build_model(ported.recipe["model"], device="meta")
+    assert tuple(model.layers[0].blocks[0].window_size) == (14, 14)
+
+
+SCHEDULE_CASES = {
+    "densenet121 (milestone at the last epoch)": CONFIGS / "densenet" / "densenet121_4xb256_in1k.py",
+    "resnet50 in21k (cosine end past the run)": CONFIGS / "resnet" / "resnet50_8xb128_coslr-90e_in21k.py",
+}
+
+
+@pytest.mark.parametrize("case", SCHEDULE_CASES, ids=SCHEDULE_CASES)
+def test_windows_past_the_run_port_as_mmengine_runs_them(tmp_path, case):
+    config = SCHEDULE_CASES[case]
+    recipe, ported = port(tmp_path, config)
+    described = inspect_json(tmp_path, recipe)
+    check_param_groups(config, ported, described)
+    check_schedule(config, ported, described, plot_json(tmp_path, recipe, 2), 2)
+    notes = " ".join(str(item) for item in ported.report.notes)
+    assert "never fire" in notes or "cut at the run's end" in notes
