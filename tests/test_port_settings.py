@@ -4,6 +4,8 @@ steps or parameter groups, against what MMEngine builds from the original."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ pytest.importorskip("mmengine", minversion="0.10.7")
 
 from test_port_mmpretrain import (  # noqa: E402
     CONFIGS,
+    FIXTURES,
     check_param_groups,
     check_schedule,
     inspect_json,
@@ -89,3 +92,39 @@ def test_windows_past_the_run_port_as_mmengine_runs_them(tmp_path, case):
     check_schedule(config, ported, described, plot_json(tmp_path, recipe, 2), 2)
     notes = " ".join(str(item) for item in ported.report.notes)
     assert "never fire" in notes or "cut at the run's end" in notes
+
+
+def fixture_depths(name: str) -> dict[str, list[int]]:
+    fixture = json.loads((FIXTURES / "param_names" / f"{name}.json").read_text())
+    return {p["name"]: p["layer_depth"] for p in fixture["params"]}
+
+
+def test_beit_fine_tune_ln_key_gives_its_norms_no_decay_as_mmengine(tmp_path):
+    """beit 100e fine-tune: `.ln` (MMPretrain's ln1/ln2 in each layer and the pooled ln2) is timm's
+    norm1/norm2/fc_norm; every parameter's lr (layer decay) and weight decay equal MMEngine's."""
+    config = CONFIGS / "beit" / "benchmarks" / "beit-base-p16_8xb128-coslr-100e_in1k.py"
+    recipe, ported = port(tmp_path, config)
+    described = inspect_json(tmp_path, recipe)
+    check_param_groups(config, ported, described, fixture_depths("beit_base"))
+    decay = {p["name"]: p["weight_decay"] for p in described["params"]}
+    norms = [n for n in decay if ".norm1." in n or ".norm2." in n or n.startswith("fc_norm.")]
+    assert len(norms) == 12 * 4 + 2 and all(decay[n] == 0.0 for n in norms)
+    assert decay["blocks.0.attn.qkv.weight"] == 0.05
+    unmapped = {i.key: i.message for i in ported.report.unmapped}
+    assert "optim_wrapper.constructor" not in unmapped  # BEiT's layer ids are MMPretrain's (checked above)
+    pos_embed = "optim_wrapper.paramwise_cfg.custom_keys['.pos_embed']"  # relative position bias: none
+    assert [k for k in unmapped if "custom_keys" in k] == [pos_embed]
+    assert unmapped[pos_embed].startswith("matches no parameter of timm's beit_base_patch16_224")
+
+
+def test_repvgg_branch_norm_keys_give_batchnorms_no_decay_as_mmengine(tmp_path):
+    config = CONFIGS / "repvgg" / "repvgg-A0_8xb32_in1k.py"
+    recipe, ported = port(tmp_path, config)
+    described = inspect_json(tmp_path, recipe)
+    check_param_groups(config, ported, described)
+    check_schedule(config, ported, described, plot_json(tmp_path, recipe, 2), 2)
+    decay = {p["name"]: p["weight_decay"] for p in described["params"]}
+    batchnorms = [n for n in decay if ".bn." in n or ".identity." in n]
+    assert batchnorms and all(decay[n] == 0.0 for n in batchnorms if not n.endswith("identity.weight"))
+    assert all(decay[n] == 1e-4 for n in decay if n.endswith("identity.weight"))  # 'branch_norm.bias' only
+    assert not [i for i in ported.report.unmapped if "custom_keys" in i.key]
