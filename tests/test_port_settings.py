@@ -12,6 +12,10 @@ import torch
 from timm.layers import DropPath
 
 from trainer.model import build_model
+from trainer.optim.rules import RuleMatcher
+from trainer.port.freeze import freeze_rules
+from trainer.port.names import mmpretrain_names
+from trainer.port.report import Report
 
 pytest.importorskip("mmengine", minversion="0.10.7")
 
@@ -128,3 +132,35 @@ def test_repvgg_branch_norm_keys_give_batchnorms_no_decay_as_mmengine(tmp_path):
     assert batchnorms and all(decay[n] == 0.0 for n in batchnorms if not n.endswith("identity.weight"))
     assert all(decay[n] == 1e-4 for n in decay if n.endswith("identity.weight"))  # 'branch_norm.bias' only
     assert not [i for i in ported.report.unmapped if "custom_keys" in i.key]
+
+
+@pytest.mark.parametrize("name", ["resnet18_frozen", "deit_tiny_frozen", "vit_avg_frozen"])
+def test_frozen_stages_freeze_the_parameters_mmpretrains_backbone_freezes(name):
+    """The fixtures record which parameters MMPretrain's own backbone leaves with requires_grad = False."""
+    fixture = json.loads((FIXTURES / "param_names" / f"{name}.json").read_text())
+    model = build_model(fixture["timm"], device="meta")
+    names = [n for n, _ in model.named_parameters()]
+    family = "resnet" if name.startswith("resnet") else "vit"
+    table = mmpretrain_names(family, fixture["timm"]["name"], names, fixture["model"]["head"]["type"])
+    rules = freeze_rules(fixture["model"]["backbone"], family, table, {}, Report())
+    matcher = RuleMatcher(list(rules))
+    ours = {n for n in names if rules.get(matcher.match(n) or "", {}).get("freeze")}
+    theirs = {p["name"] for p in fixture["params"] if p.get("frozen")}
+    assert {table[n] for n in ours} == theirs and theirs
+
+
+LINEAR_PROBES = {
+    "mocov2 resnet50": CONFIGS / "mocov2" / "benchmarks" / "resnet50_8xb32-linear-steplr-100e_in1k.py",
+    "mae vit-base": CONFIGS / "mae" / "benchmarks" / "vit-base-p16_8xb2048-linear-coslr-90e_in1k.py",
+}
+
+
+@pytest.mark.parametrize("case", LINEAR_PROBES, ids=LINEAR_PROBES)
+def test_linear_probe_trains_only_the_head(tmp_path, case):
+    recipe, ported = port(tmp_path, LINEAR_PROBES[case])
+    described = {p["name"]: p for p in inspect_json(tmp_path, recipe)["params"]}
+    trained = sorted(n for n, p in described.items() if p["group"] is not None)
+    assert trained == (["fc.bias", "fc.weight"] if "resnet" in case else ["head.bias", "head.weight"])
+    assert any(
+        i.key == "model.backbone.frozen_stages" for i in [*ported.report.unmapped, *ported.report.notes]
+    )

@@ -54,8 +54,9 @@ def _resnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     require(name)
     if backbone.get("drop_path_rate"):
         kwargs |= drop_path(backbone)  # both decay it linearly from 0 over the blocks
-    check_args(backbone, key, report, used | {"drop_path_rate", "frozen_stages"}, same, name)
     family = "resnet" if not prefix and not name.startswith("wide") else None
+    frozen = {"frozen_stages"} if family else set()  # trainer.port.freeze writes its freeze rules
+    check_args(backbone, key, report, used | {"drop_path_rate"} | frozen, same, name)
     return TimmModel(name, kwargs, family)
 
 
@@ -68,7 +69,7 @@ def _resnest(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     name = names[depth]
     same = {**RESNET_SAME, "stem_channels": 64 if depth == 50 else 128, "groups": 1, "width_per_group": 4}
     same |= {"radix": 2, "reduction_factor": 4, "avg_down_stride": True, "deep_stem": True, "avg_down": True}
-    check_args(backbone, key, report, {"depth", "frozen_stages"}, same, name)
+    check_args(backbone, key, report, {"depth"}, same, name)
     return TimmModel(name, drop_path(backbone) if backbone.get("drop_path_rate") else {})
 
 
@@ -85,7 +86,7 @@ def _cspnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
         raise NoTimmModel(f"{kind} depth {depth!r} has no timm equivalent in the port's table")
     name = names[kind, depth]
     same = {**CSP_SAME, "out_indices": (4,) if kind == "CSPDarkNet" else (3,), "deep_stem": False}
-    check_args(backbone, key, report, {"depth", "frozen_stages"}, same, name)
+    check_args(backbone, key, report, {"depth"}, same, name)
     return TimmModel(name)
 
 
@@ -100,7 +101,7 @@ def _regnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {k: v for k, v in RESNET_SAME.items() if k not in ("stem_channels", "base_channels", "num_stages")}
     same |= {"stem_channels": 32, "base_channels": 32, "strides": (2, 2, 2, 2), "deep_stem": False}
     same |= {"avg_down": False}
-    check_args(backbone, key, report, {"arch", "frozen_stages"}, same, name)
+    check_args(backbone, key, report, {"arch"}, same, name)
     return TimmModel(name)
 
 
@@ -112,7 +113,7 @@ def _res2net(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {**RESNET_SAME, "deep_stem": True, "avg_down": True}
     if backbone.get("deep_stem", True) or backbone.get("avg_down", True):
         raise NoTimmModel("Res2Net with deep_stem/avg_down (MMPretrain's default) has no timm equivalent")
-    used = {"depth", "scales", "base_width", "deep_stem", "avg_down", "frozen_stages"}
+    used = {"depth", "scales", "base_width", "deep_stem", "avg_down"}
     check_args(backbone, key, report, used, same, name)
     return TimmModel(name)
 
@@ -123,7 +124,7 @@ def _densenet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {"in_channels": 3, "bn_size": 4, "drop_rate": 0, "compression_factor": 0.5}
     same |= {"memory_efficient": False, "norm_cfg": {"type": "BN"}, "act_cfg": {"type": "ReLU"}}
     same |= {"out_indices": -1, "frozen_stages": 0}
-    check_args(backbone, key, report, {"arch", "frozen_stages"}, same, name)
+    check_args(backbone, key, report, {"arch"}, same, name)
     return TimmModel(name)
 
 
@@ -141,7 +142,7 @@ def _vgg(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {"num_stages": 5, "dilations": (1, 1, 1, 1, 1), "out_indices": None, "frozen_stages": -1}
     same |= {"conv_cfg": None, "act_cfg": {"type": "ReLU"}, "norm_eval": False, "ceil_mode": False}
     same |= {"with_last_pool": True}
-    check_args(backbone, key, report, {"depth", "norm_cfg", "num_classes", "frozen_stages"}, same, name)
+    check_args(backbone, key, report, {"depth", "norm_cfg", "num_classes"}, same, name)
     return TimmModel(name, {"num_classes": num_classes})
 
 
