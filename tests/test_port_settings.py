@@ -164,3 +164,19 @@ def test_linear_probe_trains_only_the_head(tmp_path, case):
     assert any(
         i.key == "model.backbone.frozen_stages" for i in [*ported.report.unmapped, *ported.report.notes]
     )
+
+
+def test_efficientnet_center_crop_is_read_as_the_eval_crop(tmp_path):
+    """efficientnetv2-b0 evaluates on EfficientNetCenterCrop(224, padding 0): the whole short edge, bicubic.
+    The recipe has one data.image_size: training's 192 is kept and the 224 evaluation is the one warning."""
+    _, ported = port(tmp_path, CONFIGS / "efficientnet_v2" / "efficientnetv2-b0_8xb32_in1k.py")
+    data = ported.recipe["data"]
+    assert (data["image_size"], data["augment"]["crop_pct"], data["augment"]["interpolation"]) == (
+        192,
+        1.0,
+        "bicubic",
+    )
+    pipeline = [str(i) for i in ported.report.unmapped if i.key.startswith("test_pipeline")]
+    assert pipeline == [
+        "test_pipeline: evaluates at 224, trains at 192: the recipe has one data.image_size (both at 192)"
+    ]
