@@ -75,7 +75,8 @@ def test_a_bias_only_timm_calls_one_is_reported_where_bias_multipliers_apply():
     assert "grn.bias" in report.unmapped[0].message
     report = Report()
     report_bias_differences(table, {"norm_decay_mult": 0.0}, "pw", report)
-    assert not report.unmapped
+    report_bias_differences(table, {"bias_decay_mult": 0.0, "flat_decay_mult": 0.0}, "pw", report)
+    assert not report.unmapped  # GRN's beta is 1-D: flat_decay_mult gives it the same decay
 
 
 def owner_kind(module) -> str:

@@ -65,7 +65,10 @@ def report_bias_differences(table: dict[str, str], paramwise: dict, key: str, re
     """Report each bias multiplier that `bias_differences` would make apply to other parameters."""
     differ = bias_differences(table)
     for arg in BIAS_MULTIPLIERS:
-        if differ and paramwise.get(arg) is not None:
+        value = paramwise.get(arg)
+        if arg == "bias_decay_mult" and value == paramwise.get("flat_decay_mult", 1.0):
+            continue  # the other model's 1-D parameter takes flat_decay_mult: the same decay
+        if differ and value is not None:
             shown = ", ".join(f"{t!r} ({table[t]!r})" for t in differ[:2])
             report.skip(
                 f"{key}.{arg}",
