@@ -120,7 +120,7 @@ class Shadow(nn.Module):
                 continue
             targets = [renames[f"{prefix}.{n}" if prefix else n] for n, _ in own]
             parents = {t.rpartition(".")[0] for t in targets}
-            leaf = not any(True for _ in module.children())
+            leaf = not any(True for child in module.children() for _ in child.parameters())
             same_attrs = all(t.rpartition(".")[2] == n for t, (n, _) in zip(targets, own, strict=True))
             if leaf and len(parents) == 1 and same_attrs:
                 path = parents.pop()

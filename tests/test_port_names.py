@@ -11,16 +11,19 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainer.model import build_model
 from trainer.optim.rules import RuleMatcher
-from trainer.port.names import mmpretrain_names
+from trainer.port.names import bias_differences, mmpretrain_names, report_bias_differences
 from trainer.port.report import Report
 from trainer.port.rules import translate_custom_keys, winners
+from trainer.port.tables import FAMILIES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mmpretrain" / "param_names"
 MODELS = sorted(FIXTURES.glob("*.json"))
-FAMILY = {"deit": "vit", "vit": "vit", "swin": "swin", "conv": "convnext", "resn": "resnet"}
+FAMILY = {"deit": "vit", "vit": "vit", "swin": "swin", "conv": "convnext", "resn": "resnet", "beit": "beit"}
+FAMILY |= {"eva_": "beit", "repvgg": "repvgg"}
 
 
 def fixture_model(path: Path) -> tuple[dict, list[str], dict[str, str]]:
@@ -44,8 +47,47 @@ def test_table_renames_timm_parameters_onto_mmpretrains(path):
 
 
 def test_fixtures_cover_every_family_with_a_table():
-    assert {FAMILY[next(p for p in FAMILY if m.stem.startswith(p))] for m in MODELS} == set(FAMILY.values())
+    assert {FAMILY[next(p for p in FAMILY if m.stem.startswith(p))] for m in MODELS} == set(FAMILIES)
     assert len(MODELS) >= 9
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_renamed_parameters_belong_to_modules_mmengine_classifies_alike(path):
+    """norm_decay_mult, dwconv_decay_mult and bias_decay_mult follow the owning module's kind and the
+    attribute name: both must agree between timm's parameter and MMPretrain's."""
+    fixture, names, table, _ = fixture_model(path)
+    kinds = {p["name"]: p["kind"] for p in fixture["params"]}
+    model = build_model(fixture["timm"], device="meta")
+    owners = {f"{prefix}.{n}" if prefix else n: m for prefix, m in model.named_modules() for n, _ in
+              m.named_parameters(recurse=False)}  # fmt: skip
+    for timm_name, mm_name in table.items():
+        assert owner_kind(owners[timm_name]) == kinds[mm_name], (timm_name, mm_name)
+    # a `bias` in one model only changes what bias_lr_mult/bias_decay_mult apply to: the port reports it
+    assert all(".grn.bias" in n for n in bias_differences(table)), bias_differences(table)
+
+
+def test_a_bias_only_timm_calls_one_is_reported_where_bias_multipliers_apply():
+    _, names, table, _ = fixture_model(FIXTURES / "convnextv2_atto.json")
+    assert sorted(bias_differences(table)) == sorted(n for n in names if ".grn.bias" in n)
+    report = Report()
+    report_bias_differences(table, {"bias_decay_mult": 0.0}, "pw", report)
+    assert [i.key for i in report.unmapped] == ["pw.bias_decay_mult"]
+    assert "grn.bias" in report.unmapped[0].message
+    report = Report()
+    report_bias_differences(table, {"norm_decay_mult": 0.0}, "pw", report)
+    report_bias_differences(table, {"bias_decay_mult": 0.0, "flat_decay_mult": 0.0}, "pw", report)
+    assert not report.unmapped  # GRN's beta is 1-D: flat_decay_mult gives it the same decay
+
+
+def owner_kind(module) -> str:
+    """MMEngine's classification of the module that directly owns a parameter (as make_param_names.py)."""
+    from trainer.optim.paramwise import NORM_TYPES
+
+    if isinstance(module, NORM_TYPES):
+        return "norm"
+    if isinstance(module, torch.nn.Conv2d) and module.in_channels == module.groups:
+        return "dwconv"
+    return "other"
 
 
 def assignments(rules: dict[str, dict], names: list[str]) -> dict[str, tuple | None]:

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.errors import RecipeError
-from trainer.port.models import NoTimmModel, TimmModel, map_backbone
+from trainer.port.backbones import map_backbone
+from trainer.port.models import NoTimmModel, TimmModel
 from trainer.port.report import Report
 
 HEADS = ("LinearClsHead", "VisionTransformerClsHead", "DeiTClsHead", "StackedLinearClsHead", "ClsHead")
+HEADS += ("EfficientFormerClsHead", "LeViTClsHead")
 NECKS = (None, "GlobalAveragePooling")
 
 
@@ -160,8 +162,8 @@ def _loss(loss: Any, key: str, port: ClassifierPort, report: Report, num_classes
         mode = loss.get("mode", "original")
         if mode != "original":
             report.skip(f"{key}.mode", f"{mode!r}: only 'original' ((1 - e) y + e / K) is timm's smoothing")
-        if loss.get("use_sigmoid"):
-            report.skip(f"{key}.use_sigmoid", "sigmoid label smoothing is not a recipe setting")
+        if loss.get("use_sigmoid"):  # BCE on (1 - e) y + e / K: timm's BinaryCrossEntropy(smoothing=e)
+            port.train["loss"] = "bce"
         port.train["label_smoothing"] = float(loss.get("label_smooth_val", 0.0))
     else:
         report.skip(f"{key}.type", f"{kind!r}: the recipe trains with cross-entropy")

@@ -10,7 +10,8 @@ from trainer.errors import RecipeError
 from trainer.port.classifier import ClassifierPort, map_classifier
 from trainer.port.config import Source, read_config
 from trainer.port.data import map_data
-from trainer.port.names import mmpretrain_names
+from trainer.port.freeze import freeze_rules
+from trainer.port.names import mmpretrain_names, report_bias_differences
 from trainer.port.optim import LAYER_DECAY_VERIFIED, OptimPort, map_optim_wrapper
 from trainer.port.report import Report
 from trainer.port.rules import translate_custom_keys
@@ -63,12 +64,18 @@ def _port(cfg: dict[str, Any], options: PortOptions, report: Report) -> tuple[di
         optim.optimizer["lr"] = optim.optimizer["lr"] * runtime.lr_scale
     recipe = _assemble(classifier, optim, training, runtime, data)
     names, mm_names = _model_names(recipe["model"], classifier.family, classifier.head)
+    rules: dict[str, dict] = {}
     if optim.custom_keys:
         rules = translate_custom_keys(
             optim.custom_keys, names, mm_names, recipe["model"]["name"], "optim_wrapper.paramwise_cfg", report
         )
-        if rules:
-            recipe.setdefault("paramwise", {})["rules"] = rules
+    backbone = (cfg.get("model") or {}).get("backbone") if options.model is None else None
+    if isinstance(backbone, dict):
+        rules = freeze_rules(backbone, classifier.family, mm_names, rules, report)
+    if rules:
+        recipe.setdefault("paramwise", {})["rules"] = rules
+    if mm_names is not None:
+        report_bias_differences(mm_names, optim.paramwise, "optim_wrapper.paramwise_cfg", report)
     if optim.layer_decay and classifier.family not in LAYER_DECAY_VERIFIED:
         report.skip(
             "optim_wrapper.constructor",

@@ -274,6 +274,12 @@ def _test_pipeline(pipeline: list[dict[str, Any]], port: DataPort, report: Repor
             interpolation = step.get("interpolation", "bilinear")
         elif kind == "CenterCrop":
             crop = _size(step.get("crop_size"), key, report)
+        elif (
+            kind == "EfficientNetCenterCrop"
+        ):  # the centre crop_size / (crop_size + padding) of the short edge
+            crop = _size(step.get("crop_size"), key, report)
+            resize = (crop or 0) + int(step.get("crop_padding", 32))
+            interpolation = step.get("interpolation", "bicubic")
         else:
             report.skip(key, f"{kind!r} has no timm eval-transform counterpart: left out")
     size = crop or resize
@@ -283,7 +289,9 @@ def _test_pipeline(pipeline: list[dict[str, Any]], port: DataPort, report: Repor
         port.data["image_size"] = size
     elif port.data["image_size"] != size:
         report.skip(
-            "test_pipeline", f"evaluates at {size}, trains at {port.data['image_size']}: one image_size"
+            "test_pipeline",
+            f"evaluates at {size}, trains at {port.data['image_size']}: the recipe has one data.image_size "
+            f"(both at {port.data['image_size']})",
         )
     aug["crop_pct"] = size / resize if resize and crop else 1.0
     train_interp = aug.get("interpolation")

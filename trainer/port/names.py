@@ -8,104 +8,15 @@ names of MMPretrain's own models, against which the tables are tested.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
-Rename = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
-
-
-def _rules(*pairs: tuple[str, str | Callable[[re.Match[str]], str]]) -> list[Rename]:
-    return [(re.compile(p), r) for p, r in pairs]
-
-
-VIT = _rules(
-    (r"(cls_token|dist_token|pos_embed)", r"backbone.\1"),
-    (r"patch_embed\.proj\.(\w+)", r"backbone.patch_embed.projection.\1"),
-    (r"blocks\.(\d+)\.norm([12])\.(\w+)", r"backbone.layers.\1.ln\2.\3"),
-    (r"blocks\.(\d+)\.attn\.(qkv|proj)\.(\w+)", r"backbone.layers.\1.attn.\2.\3"),
-    (r"blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.layers.\1.ffn.layers.0.0.\2"),
-    (r"blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.layers.\1.ffn.layers.1.\2"),
-    (r"blocks\.(\d+)\.ls1\.gamma", r"backbone.layers.\1.attn.gamma1.weight"),
-    (r"blocks\.(\d+)\.ls2\.gamma", r"backbone.layers.\1.ffn.gamma2.weight"),
-    (r"norm\.(\w+)", r"backbone.ln1.\1"),
-    (r"norm_pre\.(\w+)", r"backbone.pre_norm.\1"),
-    (r"fc_norm\.(\w+)", r"backbone.ln2.\1"),
-    (r"head\.(\w+)", r"HEAD.\1"),
-    (r"head_dist\.(\w+)", r"HEAD_DIST.\1"),
-)
-
-SWIN = _rules(
-    (r"patch_embed\.proj\.(\w+)", r"backbone.patch_embed.projection.\1"),
-    (r"patch_embed\.norm\.(\w+)", r"backbone.patch_embed.norm.\1"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.(norm[12])\.(\w+)", r"backbone.stages.\1.blocks.\2.\3.\4"),
-    (
-        r"layers\.(\d+)\.blocks\.(\d+)\.attn\.(relative_position_bias_table|qkv\.\w+|proj\.\w+)",
-        r"backbone.stages.\1.blocks.\2.attn.w_msa.\3",
-    ),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.stages.\1.blocks.\2.ffn.layers.0.0.\3"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.stages.\1.blocks.\2.ffn.layers.1.\3"),
-    # timm downsamples at the start of stage i, MMPretrain at the end of stage i - 1
-    (
-        r"layers\.(\d+)\.downsample\.(norm|reduction)\.(\w+)",
-        lambda m: f"backbone.stages.{int(m[1]) - 1}.downsample.{m[2]}.{m[3]}",
-    ),
-    (r"norm\.(\w+)", r"backbone.norm3.\1"),
-    (r"head\.fc\.(\w+)", r"HEAD.\1"),
-)
-
-CONVNEXT = _rules(
-    (r"stem\.([01])\.(\w+)", r"backbone.downsample_layers.0.\1.\2"),
-    (r"stages\.(\d+)\.downsample\.([01])\.(\w+)", r"backbone.downsample_layers.\1.\2.\3"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.gamma", r"backbone.stages.\1.\2.gamma"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.(\w+)", r"backbone.stages.\1.\2.depthwise_conv.\3"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.norm\.(\w+)", r"backbone.stages.\1.\2.norm.\3"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc([12])\.(\w+)", r"backbone.stages.\1.\2.pointwise_conv\3.\4"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.weight", r"backbone.stages.\1.\2.grn.gamma"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.bias", r"backbone.stages.\1.\2.grn.beta"),
-    (r"head\.norm\.(\w+)", r"backbone.norm3.\1"),
-    (r"head\.fc\.(\w+)", r"HEAD.\1"),
-)
-
-_DEEP_STEM = {"0": "stem.0.conv", "1": "stem.0.bn", "3": "stem.1.conv", "4": "stem.1.bn", "6": "stem.2.conv"}
-
-
-def _resnet(deep_stem: bool, avg_down: bool) -> list[Rename]:
-    def downsample(m: re.Match[str]) -> str:
-        index = int(m[3])
-        if avg_down and m[1] == "1":  # MMPretrain adds the pooling only where the block strides
-            index -= 1
-        return f"backbone.layer{m[1]}.{m[2]}.downsample.{index}.{m[4]}"
-
-    stem = (
-        [
-            (r"conv1\.([0-9])\.(\w+)", lambda m: f"backbone.{_DEEP_STEM[m[1]]}.{m[2]}"),
-            (r"bn1\.(\w+)", r"backbone.stem.2.bn.\1"),
-        ]
-        if deep_stem
-        else [(r"conv1\.(\w+)", r"backbone.conv1.\1"), (r"bn1\.(\w+)", r"backbone.bn1.\1")]
-    )
-    return _rules(
-        *stem,
-        (r"layer(\d)\.(\d+)\.(conv[123]|bn[123])\.(\w+)", r"backbone.layer\1.\2.\3.\4"),
-        (r"layer(\d)\.(\d+)\.downsample\.(\d)\.(\w+)", downsample),
-        (r"fc\.(\w+)", r"HEAD.\1"),
-    )
+from trainer.port.report import Report
+from trainer.port.tables import FAMILIES
+from trainer.port.tables.base import Rename
 
 
 def family_rules(family: str, model_name: str) -> list[Rename] | None:
     """The renaming rules of `family` as it applies to timm's `model_name` (None: no table)."""
-    if family == "vit":
-        return VIT
-    if family == "swin":
-        return SWIN
-    if family == "convnext":
-        return CONVNEXT
-    if family == "resnet":
-        suffix = re.fullmatch(r"resnet\d+([cd]?)", model_name)
-        if suffix is None:
-            return None
-        return _resnet(deep_stem=suffix[1] in ("c", "d"), avg_down=suffix[1] == "d")
-    return None
+    table = FAMILIES.get(family)
+    return table(model_name) if table else None
 
 
 HEADS = {
@@ -139,3 +50,27 @@ def mmpretrain_names(
         else:
             return None
     return out
+
+
+BIAS_MULTIPLIERS = ("bias_lr_mult", "bias_decay_mult")
+
+
+def bias_differences(table: dict[str, str]) -> list[str]:
+    """timm names that are a `bias` where MMPretrain's is not, or the reverse (ConvNeXt V2's GRN: timm's
+    weight/bias, MMPretrain's gamma/beta): MMEngine's bias multipliers treat them differently."""
+    return [t for t, m in table.items() if t.endswith(".bias") != m.endswith(".bias")]
+
+
+def report_bias_differences(table: dict[str, str], paramwise: dict, key: str, report: Report) -> None:
+    """Report each bias multiplier that `bias_differences` would make apply to other parameters."""
+    differ = bias_differences(table)
+    for arg in BIAS_MULTIPLIERS:
+        value = paramwise.get(arg)
+        if arg == "bias_decay_mult" and value == paramwise.get("flat_decay_mult", 1.0):
+            continue  # the other model's 1-D parameter takes flat_decay_mult: the same decay
+        if differ and value is not None:
+            shown = ", ".join(f"{t!r} ({table[t]!r})" for t in differ[:2])
+            report.skip(
+                f"{key}.{arg}",
+                f"applies to {len(differ)} parameters named bias in one model only, e.g. {shown}",
+            )

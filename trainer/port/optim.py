@@ -10,7 +10,7 @@ from trainer.optim.paramwise_options import MULTIPLIERS
 from trainer.port.report import Report
 
 LAYER_DECAY_MULTIPLIERS = ("bias_decay_mult", "norm_decay_mult", "flat_decay_mult")
-LAYER_DECAY_VERIFIED = ("vit",)
+LAYER_DECAY_VERIFIED = ("vit", "beit")
 """Families whose timm group_matcher layer ids equal MMPretrain's get_layer_depth (tested)."""
 WRAPPER_ARGS = ("type", "optimizer", "paramwise_cfg", "constructor", "accumulative_counts", "clip_grad")
 AMP_ARGS = ("loss_scale", "dtype", "use_fsdp")

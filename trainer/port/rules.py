@@ -109,11 +109,12 @@ def _globs(key: str, members: list[str], names: list[str]) -> list[str]:
         glob = f"*{token}*"
         if set(_match(glob, names)) == want:
             return [glob]
-    return _cover(want, names)
+    return cover(want, names)
 
 
-def _cover(want: set[str], names: list[str]) -> list[str]:
-    """Maximal module prefixes whose parameters are all wanted (`prefix.*`), numbers made `*` where safe."""
+def cover(want: set[str], names: list[str]) -> list[str]:
+    """Few globs matching exactly `want` among `names`: maximal module prefixes whose parameters are all
+    wanted (`prefix.*`), numbers made `*` where safe."""
     prefixes: dict[str, bool] = {}
     for name in names:
         parts = name.split(".")

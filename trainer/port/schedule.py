@@ -53,9 +53,47 @@ def map_training(cfg: dict[str, Any], accumulate: int, report: Report) -> Traini
         entries = [entries]
     for i, entry in enumerate(entries or []):
         mapped = _entry(entry, i, by_epoch, accumulate, report)
-        if mapped is not None:
+        if mapped is not None and (not by_epoch or _fit_to_run(mapped, i, port.train["epochs"], report)):
             port.schedule.append(mapped)
     return port
+
+
+def _fit_to_run(entry: dict[str, Any], i: int, epochs: int, report: Report) -> bool:
+    """Epoch windows past the run as MMEngine runs them: milestones at or after the last epoch never fire,
+    a cosine ending later is cut at the run's end with its period kept (T_max); False: drop the entry."""
+    from trainer.schedule import SCHEDULERS
+
+    if not entry.get("by_epoch", True):
+        return True
+    key, begin, end = f"param_scheduler[{i}]", entry.get("begin", 0), entry.get("end")
+    milestones = entry.get("milestones")
+    if isinstance(milestones, list) and any(begin + m >= epochs for m in milestones):
+        late = [m for m in milestones if begin + m >= epochs]
+        entry["milestones"] = [m for m in milestones if begin + m < epochs]
+        report.note(
+            f"{key}.milestones",
+            f"{late} at or after the last epoch ({epochs}) never fire in MMEngine's run: left out",
+        )
+        if not entry["milestones"]:
+            report.note(key, "no milestone fires within the run: the scheduler is left out")
+            return False
+    if not isinstance(end, (int, float)) or end <= epochs:
+        return True
+    entry["end"] = epochs
+    if "T_max" in SCHEDULERS.get(entry["type"], key=f"{key}.type").all_args():
+        entry.setdefault("T_max", end - begin)
+        report.note(
+            f"{key}.end",
+            f"{end} is past the run's {epochs} epochs: MMEngine's cosine keeps its period (T_max = "
+            f"{entry['T_max']}) and is cut at the run's end; so is the recipe's (end = {epochs})",
+        )
+    else:
+        report.skip(
+            f"{key}.end",
+            f"{end} is past the run's {epochs} epochs: the recipe's window ends with the run, which changes "
+            f"this {entry['type']}'s shape",
+        )
+    return True
 
 
 def _evaluation(

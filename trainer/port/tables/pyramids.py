@@ -1,0 +1,37 @@
+"""Names of the multi-stage networks: Swin and ConvNeXt."""
+
+from __future__ import annotations
+
+from trainer.port.tables.base import rules
+
+SWIN = rules(
+    (r"patch_embed\.proj\.(\w+)", r"backbone.patch_embed.projection.\1"),
+    (r"patch_embed\.norm\.(\w+)", r"backbone.patch_embed.norm.\1"),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.(norm[12])\.(\w+)", r"backbone.stages.\1.blocks.\2.\3.\4"),
+    (
+        r"layers\.(\d+)\.blocks\.(\d+)\.attn\.(relative_position_bias_table|qkv\.\w+|proj\.\w+)",
+        r"backbone.stages.\1.blocks.\2.attn.w_msa.\3",
+    ),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.stages.\1.blocks.\2.ffn.layers.0.0.\3"),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.stages.\1.blocks.\2.ffn.layers.1.\3"),
+    # timm downsamples at the start of stage i, MMPretrain at the end of stage i - 1
+    (
+        r"layers\.(\d+)\.downsample\.(norm|reduction)\.(\w+)",
+        lambda m: f"backbone.stages.{int(m[1]) - 1}.downsample.{m[2]}.{m[3]}",
+    ),
+    (r"norm\.(\w+)", r"backbone.norm3.\1"),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
+
+CONVNEXT = rules(
+    (r"stem\.([01])\.(\w+)", r"backbone.downsample_layers.0.\1.\2"),
+    (r"stages\.(\d+)\.downsample\.([01])\.(\w+)", r"backbone.downsample_layers.\1.\2.\3"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.gamma", r"backbone.stages.\1.\2.gamma"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.(\w+)", r"backbone.stages.\1.\2.depthwise_conv.\3"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.norm\.(\w+)", r"backbone.stages.\1.\2.norm.\3"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc([12])\.(\w+)", r"backbone.stages.\1.\2.pointwise_conv\3.\4"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.weight", r"backbone.stages.\1.\2.grn.gamma"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.bias", r"backbone.stages.\1.\2.grn.beta"),
+    (r"head\.norm\.(\w+)", r"backbone.norm3.\1"),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
