@@ -214,6 +214,18 @@ def test_image_size_a_fixed_size_vit_cannot_take_is_an_error(tiny_parquet):
         build_dataloaders(data_cfg(tiny_parquet, image_size=16), model, seed=SEED)
 
 
+def test_eval_image_size_sets_the_eval_pipeline_alone(tiny_parquet, model):
+    train, evaluation = build_dataloaders(data_cfg(tiny_parquet, eval_image_size=24), model, seed=SEED)
+    assert first_batch(train)[0].shape == (8, 3, 16, 16)
+    assert first_batch(evaluation)[0].shape == (8, 3, 24, 24)
+
+
+def test_eval_image_size_a_fixed_size_vit_cannot_take_is_an_error(tiny_parquet):
+    model = timm_model("vit_tiny_patch16_224", img_size=32)
+    with raises_recipe_error("data.eval_image_size", "built for 32x32", "drop data.eval_image_size"):
+        build_dataloaders(data_cfg(tiny_parquet, image_size=32, eval_image_size=48), model, seed=SEED)
+
+
 def test_grayscale_images_become_three_channels_for_an_rgb_model(tiny_gray_parquet, model):
     train, _ = load_splits(data_cfg(tiny_gray_parquet), seed=SEED)
     assert train[0]["image"].mode == "L"

@@ -60,6 +60,7 @@ def build_dataloaders(
         label_column=cfg.label_column,
         image_size=cfg.image_size,
         augment=cfg.augment,
+        eval_image_size=cfg.eval_image_size,
     )
     in_chans = model_in_chans(model)
     probe_pipelines(train.rows, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)

@@ -41,6 +41,9 @@ class DataCfg(Section):
     """Hold out this fraction of the train split for evaluation when `eval_split` does not exist."""
     image_size: int | None = Field(None, ge=1)
     """Input resolution; default: the model's pretrained configuration."""
+    eval_image_size: int | None = Field(None, ge=1)
+    """Evaluation resolution, where it differs from training's (timm's test-time size, MMPretrain's
+    EfficientNetCenterCrop size, e.g. EfficientNetV2's 224 after training at 192); default: image_size."""
     batch_size: int = Field(ge=1)
     """Batch size per process (the effective batch is batch_size × accumulate × processes)."""
     eval_batch_size: int | None = Field(None, ge=1)

@@ -56,7 +56,10 @@ def validate_augment(augment: Mapping[str, Any]) -> None:
 
 
 def resolve_input_config(
-    model: torch.nn.Module, image_size: int | None = None, augment: Mapping[str, Any] | None = None
+    model: torch.nn.Module,
+    image_size: int | None = None,
+    augment: Mapping[str, Any] | None = None,
+    key: str = "data.image_size",
 ) -> dict[str, Any]:
     """timm's data config for `model` (input size, interpolation, mean, std, crop), with recipe overrides."""
     overrides = {k: v for k, v in (augment or {}).items() if k in MODEL_INPUT_ARGS and k != "interpolation"}
@@ -66,9 +69,9 @@ def resolve_input_config(
     if image_size is not None:
         if built_size is not None and built_size != image_size and _strict_image_size(model):
             raise RecipeError(
-                "data.image_size",
+                key,
                 f"is {image_size}, but the model was built for {built_size}x{built_size} images;"
-                f" set model.img_size = {image_size} too (or drop data.image_size)",
+                f" set model.img_size = {image_size} too (or drop {key})",
             )
         overrides["img_size"] = image_size
     elif built_size is not None:
@@ -156,20 +159,26 @@ def build_transforms(
     label_column: str = "label",
     image_size: int | None = None,
     augment: Mapping[str, Any] | None = None,
+    eval_image_size: int | None = None,
 ) -> tuple[ImageClassificationTransform, ImageClassificationTransform]:
-    """Train (augmented, per `augment`) and eval pipelines from timm's data config for `model`.
+    """Train (augmented, per `augment`) and eval pipelines from timm's data config for `model`; the eval
+    pipeline at `eval_image_size` where given.
 
     `augment`'s names are not checked here: `validate_augment` does it once, with the rest of `[data]`.
     """
     augment = dict(augment or {})
     config = resolve_input_config(model, image_size, augment)
+    evaluated = config
+    if eval_image_size is not None:
+        evaluated = resolve_input_config(model, eval_image_size, augment, key="data.eval_image_size")
     # timm's prefetcher pipelines end in uint8 (4x less to copy to a GPU); random erasing works in
     # normalized space, so with re_prob the workers normalize and erase as timm's non-prefetcher pipeline does
     uint8 = not augment.get("re_prob")
     common = {k: config[k] for k in ("input_size", "mean", "std", "crop_pct", "crop_mode")}
     train_args = {**augment, **common, "use_prefetcher": uint8}
     train_args.setdefault("interpolation", config["interpolation"])
-    eval_args = {**common, "interpolation": config["interpolation"], "use_prefetcher": uint8}
+    eval_common = {k: evaluated[k] for k in ("input_size", "mean", "std", "crop_pct", "crop_mode")}
+    eval_args = {**eval_common, "interpolation": evaluated["interpolation"], "use_prefetcher": uint8}
     try:
         train_tf = create_transform(**train_args, is_training=True)
         eval_tf = create_transform(**eval_args, is_training=False)

@@ -94,10 +94,11 @@ def write_model_folder(
 
 def data_config(model: torch.nn.Module, data_cfg: dict[str, Any]) -> dict[str, Any]:
     """The eval pipeline the run used, as timm's data config (trainer.data.transforms' resolution with the
-    recipe's data.image_size and data.augment overrides)."""
+    recipe's data.eval_image_size (or image_size) and data.augment overrides)."""
     from trainer.data.transforms import resolve_input_config
 
-    resolved = resolve_input_config(model, data_cfg.get("image_size"), data_cfg.get("augment"))
+    size = data_cfg.get("eval_image_size", data_cfg.get("image_size"))
+    resolved = resolve_input_config(model, size, data_cfg.get("augment"))
     return {k: resolved[k] for k in DATA_CONFIG_KEYS if k in resolved}
 
 
