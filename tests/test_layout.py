@@ -161,3 +161,10 @@ def test_find_cycle_finds_a_cycle_through_three_modules():
     cycle = find_cycle(graph)
     assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_readme_code_layout_names_every_package():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Code layout\n", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    assert [name for name in packages if f"`{name}/`" not in section] == []
