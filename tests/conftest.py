@@ -23,6 +23,7 @@ SHARED_RUNS = {
     ("test_bad_inputs", "process_results"),
     ("test_evaluate_script", "vit_run"),
     ("test_plot_metrics", "two_runs"),
+    ("test_launch", "reference"),
 }
 """(test module, module fixture) pairs whose fixture is a training run shared by several tests: under
 pytest-xdist those tests go to one worker (an xdist_group), so that the run is made once."""

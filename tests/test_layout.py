@@ -15,7 +15,8 @@ The layers, lowest first; a module may import modules of its own layer and of th
                 Hub upload)
 5  run          trainer.run: build, loop, checkpoints, logs, signals, non-finite guard, EMA, loss, evaluation
 6  port         trainer.port: MMPretrain configs to recipes (checked by building them)
-7  entry        trainer.reference: README's recipe reference, generated from every table's schema
+7  entry        trainer.reference: README's recipe reference, generated from every table's schema;
+                trainer.launch: the launcher (scripts/launch.py), which imports no torch
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("trainer.outputs",),
     ("trainer.run",),
     ("trainer.port",),
-    ("trainer.reference",),
+    ("trainer.reference", "trainer.launch"),
 ]
 """Every unit (a top-level module or a sub-package), by layer: see the module docstring."""
 MAX_TOP_LEVEL_MODULES = 12

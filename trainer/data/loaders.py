@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,6 +90,7 @@ def build_dataloaders(
         **order,
         drop_last=cfg.drop_last,
         collate_fn=collate_image_batch,
+        worker_init_fn=ignore_stop_signals,
         **options,
     )
     if evaluation is None:
@@ -108,8 +110,17 @@ def eval_loader(
         shuffle=False,
         drop_last=False,
         collate_fn=collate_image_batch,
+        worker_init_fn=ignore_stop_signals,
         **options,
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In each data worker: SIGTERM, SIGUSR1 and SIGINT are the trainer's to act on (it stops after the step,
+    with a checkpoint). SLURM, `kill -- -PGID` and a terminal signal every process, and a worker that died of
+    one (PyTorch's workers do by default) would end the run before the checkpoint; the workers end with it."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class DataWatch:

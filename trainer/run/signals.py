@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import threading
 
 import torch
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+_PR_SET_PDEATHSIG = 1
 
 
 class StopRequest:
@@ -25,6 +28,7 @@ class StopRequest:
             return
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        stop_when_launcher_dies()
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
@@ -50,3 +54,28 @@ class StopRequest:
             self.signum = signal.SIGTERM
         self.data_error_elsewhere = data_errors > 0 and not local
         return signalled > 0 or data_errors > 0
+
+
+def stop_when_launcher_dies() -> None:
+    """Under a launcher that does not pass signals on or may be killed outright (torchrun's agent, a single
+    process of `accelerate launch`), ask Linux for SIGTERM when it dies: the run then stops after its step
+    with a checkpoint instead of training on, orphaned. A run started by hand (nohup, a shell) is left alone.
+    scripts/launch.py sets the same for its processes."""
+    if not (os.environ.get("TORCHELASTIC_RUN_ID") or _parent_is_accelerate_launch()):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _parent_is_accelerate_launch() -> bool:
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            words = [os.path.basename(w) for w in f.read().decode(errors="replace").split("\0")]
+    except OSError:
+        return False
+    return any(w.startswith("accelerate") for w in words) and "launch" in words
