@@ -214,6 +214,16 @@ def test_image_size_a_fixed_size_vit_cannot_take_is_an_error(tiny_parquet):
         build_dataloaders(data_cfg(tiny_parquet, image_size=16), model, seed=SEED)
 
 
+def test_a_datasets_cache_that_cannot_be_written_names_hf_home(tiny_parquet, tmp_path, monkeypatch):
+    import datasets
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", blocker / "datasets")
+    with raises_recipe_error("HF_HOME", "cannot be written", "set HF_HOME"):
+        load_splits(data_cfg(tiny_parquet), seed=SEED)
+
+
 def test_eval_image_size_sets_the_eval_pipeline_alone(tiny_parquet, model):
     train, evaluation = build_dataloaders(data_cfg(tiny_parquet, eval_image_size=24), model, seed=SEED)
     assert first_batch(train)[0].shape == (8, 3, 16, 16)

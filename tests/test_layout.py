@@ -4,8 +4,8 @@ functions count too).
 
 The layers, lowest first; a module may import modules of its own layer and of the layers below:
 
-0  foundation   trainer (the package), trainer.errors, trainer.keys, trainer.values, trainer.registry,
-                trainer.sections (strict recipe tables and their one-line errors)
+0  foundation   trainer (the package), trainer.errors, trainer.files, trainer.keys, trainer.values,
+                trainer.registry, trainer.sections (strict recipe tables and their one-line errors)
 1  components   trainer.schedule, trainer.optim, trainer.model: each owns its recipe table's schema and checks
 2  data         trainer.data: sources, checks, pipelines, seeding, samplers, streaming, loaders (uses the
                 model's input facts and the schedule's length units)
@@ -37,7 +37,15 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 LAYERS: list[tuple[str, ...]] = [
-    ("trainer", "trainer.errors", "trainer.keys", "trainer.values", "trainer.registry", "trainer.sections"),
+    (
+        "trainer",
+        "trainer.errors",
+        "trainer.files",
+        "trainer.keys",
+        "trainer.values",
+        "trainer.registry",
+        "trainer.sections",
+    ),
     ("trainer.schedule", "trainer.optim", "trainer.model"),
     ("trainer.data",),
     ("trainer.recipe",),

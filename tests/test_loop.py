@@ -55,6 +55,11 @@ def test_training_writes_run_directory_and_loss_goes_down(tmp_path, dataset, cap
     assert {"eval_loss", "eval_top1", "eval_top5"} <= evals[-1].keys()
     assert evals[-1]["eval_top1"] >= 75.0  # top-5 of 4 classes is always 100: see the 10-class test below
     assert (out / "recipe.toml").is_file() and (out / "run_info.json").is_file()
+    from trainer.files import umask_mode
+
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert "model.safetensors" in modes and "checkpoints/step_00000048/model.safetensors" in modes
+    assert {k: m for k, m in modes.items() if m != umask_mode()} == {}  # safetensors' 0600 shared too
     import timm
 
     model = timm.create_model("test_vit", num_classes=4, img_size=16, patch_size=4)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from trainer.errors import RecipeError
+from trainer.files import share
 
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
@@ -72,6 +73,7 @@ def save_checkpoint(
     def finalize() -> None:
         if not main:
             return
+        share(tmp)  # safetensors writes 0600: readable as the umask says, as the other files are
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
         (tmp / "recipe.toml").write_text(recipe_toml)
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from trainer.data import DataWatch, set_epoch
 from trainer.data.transforms import batch_normalizer
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
+from trainer.files import share
 from trainer.outputs.export import export_run_dir
 from trainer.recipe.load import Recipe
 from trainer.run.build import Run, build_run, make_accelerator
@@ -284,6 +285,8 @@ def _save_final_weights(
         accelerator.save_model(model, str(output_dir), safe_serialization=True)
         if ema is not None and accelerator.is_main_process:
             ema.save(output_dir / EMA_FILE)
+        if accelerator.is_main_process:
+            share(output_dir / "model.safetensors", output_dir / EMA_FILE)
         export_run_dir(accelerator, model, output_dir)  # config.json and README.md: a timm model folder
     except OSError as err:
         raise CheckpointError(f"cannot write the final weights to {str(output_dir)!r}: {err}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from trainer.data.schema import DataCfg
@@ -70,6 +71,8 @@ class DatasetDictSource:
     "train" split); a failure to read is one RecipeError on `data.path`."""
 
     format: ClassVar[str]
+    uses_cache: ClassVar[bool] = True
+    """Whether reading it writes to the datasets cache (an index, Arrow files)."""
 
     def __init__(self, cfg: DataCfg) -> None:
         self.cfg = cfg
@@ -89,6 +92,8 @@ class DatasetDictSource:
         if self._splits is None:
             import datasets
 
+            if self.uses_cache:
+                check_cache_writable()
             try:
                 loaded = self.load()
             except RecipeError:
@@ -110,9 +115,28 @@ class DatasetDictSource:
 
 def local_path(cfg: DataCfg) -> str:
     """`data.path` on this machine (`~` expanded); a RecipeError when nothing is there."""
-    from pathlib import Path
-
     path = Path(cfg.path).expanduser()
     if not path.exists():
         raise RecipeError("data.path", f"no such file or directory: {cfg.path!r} (relative to {os.getcwd()})")
     return str(path)
+
+
+def check_cache_writable() -> None:
+    """A RecipeError naming HF_HOME when the datasets cache cannot be written (a container user without a
+    home, a read-only mount), instead of the loader's error blaming `data.path`."""
+    import datasets
+
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cache, os.W_OK | os.X_OK)
+        reason = "" if writable else "permission denied"
+    except OSError as err:
+        writable, reason = False, err.strerror or str(err)
+    if not writable:
+        raise RecipeError(
+            "HF_HOME",
+            f"the datasets cache {str(cache)!r} cannot be written ({reason}, uid {os.getuid()}): set HF_HOME"
+            " (or HF_DATASETS_CACHE) to a folder this user can write",
+            file="environment",
+        )

@@ -9,6 +9,7 @@ from trainer.data.sources.base import DatasetDictSource, local_path
 
 class DiskSource(DatasetDictSource):
     format = "disk"
+    uses_cache = False
 
     def load(self) -> Any:
         import datasets

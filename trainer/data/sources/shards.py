@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainer.data.schema import DataCfg
-from trainer.data.sources.base import Split
+from trainer.data.sources.base import Split, check_cache_writable
 from trainer.data.sources.folder import SPLIT_DIRS
 from trainer.errors import RecipeError, did_you_mean
 
@@ -72,6 +72,7 @@ class Shards:
         `columns` only."""
         import datasets
 
+        check_cache_writable()
         options = {"columns": list(columns)} if self.fmt == "parquet" else {}
         try:
             ds = datasets.load_dataset(self.fmt, data_files={split: list(self.files)}, split=split, **options)
