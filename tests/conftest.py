@@ -24,6 +24,7 @@ SHARED_RUNS = {
     ("test_evaluate_script", "vit_run"),
     ("test_plot_metrics", "two_runs"),
     ("test_launch", "reference"),
+    ("test_slurm", "uninterrupted"),
 }
 """(test module, module fixture) pairs whose fixture is a training run shared by several tests: under
 pytest-xdist those tests go to one worker (an xdist_group), so that the run is made once."""

@@ -29,5 +29,5 @@ def test_readme_recipe_reference_is_generated_from_the_current_schema():
 
 
 def test_readme_main_command_trains_the_quickstart():
-    assert "accelerate launch scripts/train.py recipes/quickstart.toml" in fenced_commands("Train")[0]
+    assert "python scripts/launch.py scripts/train.py recipes/quickstart.toml" in fenced_commands("Train")[0]
     assert (ROOT / "recipes" / "quickstart.toml").is_file()
