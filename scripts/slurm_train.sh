@@ -40,12 +40,14 @@ echo "slurm_train.sh: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $
     "$SLURM_NNODES node(s) x $PROCS_PER_NODE process(es), rendezvous $MASTER_ADDR:$MASTER_PORT"
 
 # SLURM signals every process of the step (the launchers pass it on too, and the data workers ignore it);
-# the batch shell waits for the step instead of dying of a SIGTERM.
+# the batch shell waits for the step instead of dying of a SIGTERM. When one node's launcher ends, the others
+# get 120 s (--wait) to end too: after a stop they all exit 75 within seconds (not --kill-on-bad-exit, which
+# would turn the other nodes' 75 into a kill); after a failure on one node the rest are stopped.
 trap '' TERM
 code=0
 # Single quotes: $SLURM_NODEID expands inside each task, so every node gets its own machine rank.
 # shellcheck disable=SC2016
-srun --kill-on-bad-exit=1 --wait=60 bash -c '
+srun --wait=120 bash -c '
     exec python scripts/launch.py \
         --num_machines "$SLURM_NNODES" \
         --machine_rank "$SLURM_NODEID" \

@@ -562,3 +562,22 @@ def test_quickstart_digits_feed_a_timm_model_at_32_pixels(digits_path):
 def test_quickstart_files_are_small_enough_to_commit(digits_path):
     sizes = [f.stat().st_size for f in Path(digits_path).glob("*.parquet")]
     assert len(sizes) == 2 and sum(sizes) < 2_000_000
+
+
+def test_a_process_whose_data_workers_outlive_their_loader_still_exits(tiny_parquet):
+    """The workers ignore SIGTERM (a signal to every process must not kill them before the checkpoint), so
+    multiprocessing's exit handler cannot end them by SIGTERM: the trainer's own handler does, first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import timm\n"
+        "from trainer.data import build_dataloaders\n"
+        "model = timm.create_model('test_resnet', num_classes=4)\n"
+        f"cfg = {{'path': {tiny_parquet!r}, 'batch_size': 8, 'image_size': 16, 'num_workers': 1}}\n"
+        "train, _ = build_dataloaders(cfg, model, seed=0)\n"
+        "KEPT = iter(train); next(KEPT)  # persistent workers, alive at exit\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

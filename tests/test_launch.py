@@ -101,6 +101,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def catches(pid: int, sig: int) -> bool:
+    """Whether process `pid` has a handler for `sig` (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught >> (sig - 1) & 1)
+
+
 def alive(pids: list[int]) -> list[int]:
     living = []
     for pid in pids:
@@ -133,6 +143,21 @@ def test_one_process_is_the_trainer_itself_and_its_sigterm_gives_75_with_a_check
     assert code == EXIT_PREEMPTED, stderr[-3000:]
     assert f"stopped by signal {int(signal.SIGTERM)} after step 4" in stderr and "Traceback" not in stderr
     assert [p.name for p in list_checkpoints(tmp_path / "one" / "checkpoints")] == ["step_00000004"]
+
+
+def test_a_stop_signal_during_the_set_up_stops_after_the_first_step_with_a_checkpoint(tmp_path, dataset):
+    """SLURM's early warning or `docker stop` can come while the trainer still imports torch: it is kept."""
+    recipe = write_recipe(tmp_path, dataset, "early", train="max_steps = 8\nlog_every = 1")
+    proc = start(launch_command(recipe, nproc=1))
+    deadline = time.time() + 60
+    while not catches(proc.pid, signal.SIGTERM):  # its first lines ran; torch and the model are seconds away
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGTERM)
+    code, stderr = finish(proc)
+    assert code == EXIT_PREEMPTED, stderr[-3000:]
+    assert f"stopped by signal {int(signal.SIGTERM)} after step 1" in stderr
+    assert [p.name for p in list_checkpoints(tmp_path / "early" / "checkpoints")] == ["step_00000001"]
 
 
 def test_sigusr1_to_the_launcher_stops_both_processes_with_75_and_resume_is_exact(

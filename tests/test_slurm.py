@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SLURM_TRAIN = ROOT / "scripts" / "slurm_train.sh"
 EPOCHS = 6
 """The quickstart for 6 epochs (132 steps, about a minute here): long enough to be stopped mid-run."""
+REQUEUE_SETTLE_S = 8
+"""A requeued job is held two minutes (BeginTime); the tests release it after these seconds (started at
+once, its new credential can be revoked with the old attempt's)."""
 
 
 def cluster_up() -> bool:
@@ -87,14 +90,17 @@ def wait_for_step(log: Path, step: int, timeout: float = 300) -> None:
 def finish(job_id: int, timeout: float = 900) -> dict[str, str]:
     """Wait until the job is COMPLETED or failed; a requeued job's 2-minute BeginTime hold is cleared (the
     time a cluster would let pass), so that each requeue starts again at once."""
-    deadline = time.time() + timeout
+    deadline, held_since = time.time() + timeout, None
     while time.time() < deadline:
         info = job(job_id)
         state = info.get("JobState")
         if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
             return info
-        if state == "PENDING" and info.get("Reason") == "BeginTime":
+        held = state == "PENDING" and info.get("Reason") == "BeginTime"
+        held_since = (held_since or time.time()) if held else None
+        if held and time.time() - held_since > REQUEUE_SETTLE_S:
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+            held_since = None
         time.sleep(1)
     raise AssertionError(f"job {job_id} did not end: {job(job_id)}")
 
@@ -117,7 +123,7 @@ def assert_resumed_to_the_same_end(tmp_path: Path, name: str, info: dict, uninte
 
 
 def test_a_time_limit_checkpoints_requeues_and_completes_as_the_uninterrupted_job(tmp_path, uninterrupted):
-    job_id = submit(tmp_path, "limit", "--time=1", "--signal=USR1@40", workers=1)
+    job_id = submit(tmp_path, "limit", "--time=2", "--signal=USR1@75", workers=1)
     info = finish(job_id)
     log = assert_resumed_to_the_same_end(tmp_path, "limit", info, uninterrupted)
     assert "stopped by signal 10 after step" in log and "requeueing job" in log
@@ -160,7 +166,7 @@ def test_preemption_by_a_higher_priority_partition_requeues_and_completes(tmp_pa
 def test_a_two_node_job_stopped_by_its_time_limit_ends_as_two_processes_on_one_machine(tmp_path):
     """Two nodes, one process each (a rendezvous across them), stopped and requeued, against the same two
     processes started on one machine by scripts/launch.py."""
-    job_id = submit(tmp_path, "nodes", "--nodes=2", "--time=1", "--signal=USR1@40")
+    job_id = submit(tmp_path, "nodes", "--nodes=2", "--time=2", "--signal=USR1@75")
     info = finish(job_id)
     log = (tmp_path / "nodes.out").read_text()
     assert info["JobState"] == "COMPLETED" and info["NodeList"] in ("n[1-2]", "n1,n2"), (info, log[-3000:])

@@ -224,9 +224,8 @@ def _wait(processes: list[subprocess.Popen], received: list[int]) -> int:
                     os.kill(process.pid, sig)
             deadline = time.monotonic() + ERROR_GRACE_S
         time.sleep(POLL_S)
-    if first is None:
-        codes = [p.returncode for p in processes]
-        return next((c for c in codes if c != 0), 0)
+    if first is None:  # every process ended between two looks
+        first = next(((r, p.returncode) for r, p in enumerate(processes) if p.returncode != 0), (0, 0))
     local_rank, code = first
     if code < 0:  # ended by a signal
         name = signal.Signals(-code).name

@@ -2,7 +2,7 @@
 parquet, shards) behind one `Split` interface, the checks, timm's pipelines with per-sample seeding,
 samplers, unreadable samples, streaming, and the DataLoaders the loop trains on."""
 
-from trainer.data.loaders import DataWatch, build_dataloaders, eval_loader, set_epoch
+from trainer.data.loaders import DataWatch, build_dataloaders, close_workers, eval_loader, set_epoch
 from trainer.data.options import (
     DATA_KEYS,
     data_config,
@@ -21,6 +21,7 @@ __all__ = [
     "Split",
     "batches_per_epoch",
     "build_dataloaders",
+    "close_workers",
     "data_config",
     "default_num_workers",
     "detect_format",

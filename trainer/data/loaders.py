@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import atexit
 import signal
 from collections.abc import Mapping
 from typing import Any
@@ -118,9 +119,31 @@ def eval_loader(
 def ignore_stop_signals(worker_id: int) -> None:
     """In each data worker: SIGTERM, SIGUSR1 and SIGINT are the trainer's to act on (it stops after the step,
     with a checkpoint). SLURM, `kill -- -PGID` and a terminal signal every process, and a worker that died of
-    one (PyTorch's workers do by default) would end the run before the checkpoint; the workers end with it."""
+    one (PyTorch's workers do by default) would end the run before the checkpoint. The trainer ends its
+    workers itself (`close_workers`), and kills any left at exit (they no longer die of multiprocessing's
+    SIGTERM)."""
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def close_workers(*loaders: DataLoader | None) -> None:
+    """End the (persistent) data workers of each loader now, as its iterator's clean-up does, instead of at
+    interpreter exit."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            loader._iterator = None
+
+
+@atexit.register  # registered after multiprocessing's own exit handler, so it runs before it
+def _kill_leftover_workers() -> None:
+    """Data workers still alive at exit ignore multiprocessing's SIGTERM: end them before it waits on them."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
 
 
 class DataWatch:

@@ -68,7 +68,7 @@ def evaluate_target(target: EvalTarget, amp: bool = False) -> dict[str, Any]:
     returns the same dict on each (metrics as in metrics.jsonl's eval records, plus what was evaluated)."""
     from accelerate.utils import set_seed
 
-    from trainer.data import build_dataloaders
+    from trainer.data import build_dataloaders, close_workers
     from trainer.model import build_model, load_exact
     from trainer.run.build import make_accelerator
     from trainer.run.evaluate import evaluate
@@ -107,6 +107,7 @@ def evaluate_target(target: EvalTarget, amp: bool = False) -> dict[str, Any]:
         model = accelerator.prepare(model)
         eval_dl = accelerator.prepare(eval_dl)
         metrics = evaluate(model, eval_dl, accelerator)
+        close_workers(eval_dl)
     finally:
         accelerator.end_training()
     return {

@@ -14,7 +14,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from trainer.data import DataWatch, set_epoch
+from trainer.data import DataWatch, close_workers, set_epoch
 from trainer.data.transforms import batch_normalizer
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.files import share
@@ -164,10 +164,11 @@ def train(
         return 1
     except CheckpointError:
         return 1
-    finally:  # close logs and the process group cleanly (no abort at exit)
+    finally:  # close logs, data workers and the process group cleanly (no abort at exit)
         progress.close()
         log.close()
         stop.uninstall()
+        close_workers(run.train_dl, run.eval_dl)
         accelerator.end_training()
 
 

@@ -6,11 +6,29 @@ import ctypes
 import os
 import signal
 import threading
-
-import torch
+from collections.abc import Callable
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 _PR_SET_PDEATHSIG = 1
+_early: list[int] = []
+"""Stop signals received before training set up its own handlers (see catch_early_stop_signals)."""
+
+
+def catch_early_stop_signals() -> Callable[[], None]:
+    """From the first line of a training script: a SIGTERM/SIGUSR1 that arrives while it imports and builds
+    (a SLURM time limit, `docker stop` right after the start) is kept for the loop, which stops after its
+    first step with a checkpoint, instead of ending the process by the signal's default action. Returns
+    what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    _early.clear()
+    previous = {sig: signal.signal(sig, lambda signum, frame: _early.append(signum)) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 class StopRequest:
@@ -28,6 +46,9 @@ class StopRequest:
             return
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        if _early:  # received while the run was being set up
+            self.signum = _early.pop()
+            _early.clear()
         stop_when_launcher_dies()
 
     def uninstall(self) -> None:
@@ -46,6 +67,8 @@ class StopRequest:
             return self.signum is not None or local
         if step % self.check_every:
             return False
+        import torch
+
         flags = torch.tensor(
             [self.signum is not None, local], dtype=torch.int64, device=self.accelerator.device
         )
