@@ -24,9 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with exit_on_recipe_error():
+        from trainer.files import WriteError
         from trainer.outputs.hub import PushError, plan_upload, push
 
-        uploads, notes = plan_upload(args.run_dir, args.repo_id)
+        try:
+            uploads, notes = plan_upload(args.run_dir, args.repo_id)
+        except WriteError as err:  # the card or config.json of an older run could not be written
+            print(f"push error: {err}", file=sys.stderr)
+            return 1
     for note in notes:
         print(note)
     verb = "would upload" if args.dry_run else "uploading"

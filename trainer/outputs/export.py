@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from trainer.errors import RecipeError
+from trainer.files import WriteError, dumps_strict, write_text
 
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
@@ -44,6 +45,8 @@ def export_run_dir(accelerator: Any, model: torch.nn.Module, output_dir: str | P
     model = getattr(model, "_orig_mod", model)  # torch.compile
     try:
         write_model_folder(model, output_dir, processes=accelerator.num_processes, command=training_command())
+    except WriteError:  # the disk said no: one line, exit 1, as any write of the run
+        raise
     except Exception as err:  # noqa: BLE001 - the weights are written: say what is missing and go on
         detail = err.message if isinstance(err, RecipeError) else f"{type(err).__name__}: {err}"
         print(
@@ -86,10 +89,7 @@ def write_model_folder(
     existing = run_dir / CARD_FILE
     if existing.is_file() and CARD_MARK not in existing.read_text(errors="replace"):
         raise RecipeError("output_dir", f"{str(existing)!r} is not a model card of ours: left as it is")
-    try:
-        existing.write_text(card)
-    except OSError as err:
-        raise RecipeError("output_dir", f"cannot write {str(run_dir / CARD_FILE)!r}: {err}") from None
+    write_text(existing, card)
 
 
 def data_config(model: torch.nn.Module, data_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -120,9 +120,9 @@ def write_config(
         config = json.loads(Path(path).read_text())
         for key in SOURCE_ONLY_KEYS:
             config["pretrained_cfg"].pop(key, None)
-        Path(path).write_text(json.dumps(config, indent=2))
+        write_text(path, dumps_strict(config, indent=2))
     except OSError as err:
-        raise RecipeError("output_dir", f"cannot write {str(path)!r}: {err}") from None
+        raise WriteError(path, err) from None
     except (TypeError, ValueError) as err:  # a model argument timm cannot serialize
         raise RecipeError("model", f"timm cannot write {CONFIG_FILE} for this model: {err}") from None
 

@@ -180,6 +180,9 @@ class RecipeCfg(Section):
     """Random seed for weights, data order and augmentation (0 <= seed < 2**32, numpy's range)."""
     output_dir: str | None = None
     """Run directory; default: runs/<recipe file stem>."""
+    on_existing_output: Literal["refuse", "increment"] = "refuse"
+    """A fresh start (no --resume) into an output_dir that holds a run: "refuse" (continue it with --resume
+    auto, or pick another output_dir), or "increment" to train in output_dir-1, -2, ... (timm's train.py)."""
     model: ModelCfg
     data: DataCfg
     train: TrainCfg

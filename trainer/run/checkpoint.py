@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import xxhash
 
 from trainer.errors import RecipeError
-from trainer.files import share
+from trainer.files import describe_write_error, dumps_strict, share
 
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
+HASH = "xxh3_128"
+"""The content hash each manifest records per file (checked before a checkpoint is resumed from)."""
 _NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -74,9 +77,13 @@ def save_checkpoint(
         if not main:
             return
         share(tmp)  # safetensors writes 0600: readable as the umask says, as the other files are
-        (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))
+        (tmp / STATE_FILE).write_text(dumps_strict(asdict(state)))
         (tmp / "recipe.toml").write_text(recipe_toml)
-        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {
+            str(p.relative_to(tmp)): {"size": p.stat().st_size, HASH: file_hash(p)}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         (tmp / MANIFEST).write_text(json.dumps({"step": state.step, "files": files}, indent=1))
         _fsync_dir(tmp)
         if final.exists():
@@ -94,8 +101,8 @@ def save_checkpoint(
         error = None
         try:
             phase()
-        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
-            error = _describe_write_error(err, root)
+        except Exception as err:  # noqa: BLE001 - OSError, torch's RuntimeError, safetensors' SafetensorError
+            error = describe_write_error(err, root)
         if any_failed(accelerator, error is not None):
             if main:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -106,18 +113,6 @@ def save_checkpoint(
                 + (f"the last complete checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint")
             )
     return final
-
-
-def _describe_write_error(err: Exception, root: Path) -> str:
-    """The error in one line; torch's stream errors say nothing, so name a full disk when it is one."""
-    text = " ".join(str(err).split())
-    if isinstance(err, OSError):
-        return text
-    try:
-        free = shutil.disk_usage(root).free
-    except OSError:
-        return text
-    return f"No space left on device ({free} bytes free; {text})" if free < 1 << 20 else text
 
 
 def any_failed(accelerator, failed: bool) -> bool:
@@ -149,18 +144,60 @@ def _prune(root: Path, max_keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def file_hash(path: Path) -> str:
+    """The file's xxh3-128 digest, read in 8 MiB chunks (just written, from the page cache: several GB/s)."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_files(path: Path) -> dict[str, dict[str, Any]] | None:
+    """The manifest's files as {name: {"size", HASH}} (a manifest written before hashes: sizes only)."""
+    try:
+        files = json.loads((path / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return {name: entry if isinstance(entry, dict) else {"size": entry} for name, entry in files.items()}
+
+
 def is_complete(path: Path) -> bool:
     """A checkpoint is complete when its manifest exists and every listed file has the listed size."""
-    manifest = path / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError):
+    files = _manifest_files(path)
+    if files is None:
         return False
     return all(
-        (path / name).is_file() and (path / name).stat().st_size == size for name, size in files.items()
+        (path / name).is_file() and (path / name).stat().st_size == entry.get("size")
+        for name, entry in files.items()
     )
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with checkpoint `path` (no manifest, a file missing, of another size or another content
+    than its manifest records), or None when every file is as written."""
+    files = _manifest_files(path)
+    if files is None:
+        return f"no readable {MANIFEST}"
+    for name, entry in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != entry.get("size"):
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {entry.get('size')}"
+        if HASH in entry and file_hash(file) != entry[HASH]:
+            return f"{name} is not what was written (its {HASH} differs from the manifest's)"
+    return None
+
+
+def step_folders(root: Path) -> list[Path]:
+    """Every step_N folder under `root`, complete or not, oldest first (by step number)."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
 
 
 def list_checkpoints(root: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from trainer.data import DataWatch, close_workers, set_epoch
 from trainer.data.transforms import batch_normalizer
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
-from trainer.files import share
+from trainer.files import WriteError, share
 from trainer.outputs.export import export_run_dir
 from trainer.recipe.load import Recipe
 from trainer.run.build import Run, build_run, make_accelerator
@@ -26,7 +26,6 @@ from trainer.run.checkpoint import (
     TrainerState,
     checkpoint_root,
     list_checkpoints,
-    resolve_resume,
     restore,
     save_checkpoint,
 )
@@ -35,10 +34,11 @@ from trainer.run.evaluate import evaluate
 from trainer.run.intervals import Intervals
 from trainer.run.loss import mix_batch
 from trainer.run.metrics import MetricsLog, WindowMeter, format_line
-from trainer.run.nonfinite import NonFiniteError, NonFiniteGuard, SkipCounter
+from trainer.run.nonfinite import BufferSnapshot, NonFiniteError, NonFiniteGuard, SkipCounter
 from trainer.run.run_dir import open_run_dir
 from trainer.run.runtime import resolve_precision
 from trainer.run.signals import StopRequest
+from trainer.run.start import claim_run_dir
 from trainer.schedule import Schedule
 
 __all__ = ["make_accelerator", "train"]
@@ -60,24 +60,29 @@ def train(
     `dataloaders` replaces the recipe's data (the benchmark feeds synthetic batches through the same loop).
     """
     cfg, tcfg = recipe.cfg, recipe.cfg["train"]
-    output_dir = Path(cfg["output_dir"])
     accelerator = make_accelerator(recipe, resolve_precision(tcfg, amp))
     set_seed(cfg["seed"])
-    resume_from = resolve_resume(resume, output_dir)
     run = build_run(recipe, accelerator, dataloaders)  # fails on bad data before anything is written
     model, optimizer, schedule, length, ema = run.model, run.optimizer, run.schedule, run.length, run.ema
+    start, lock = claim_run_dir(accelerator, recipe, resume)  # one writer; never another run's folder
+    output_dir = start.output_dir
     state = TrainerState()
-    if resume_from is not None:
-        load_ema = (lambda path: _load_ema(accelerator, run, path)) if ema else None
-        state = restore(accelerator, resume_from, optimizer, schedule, run.recipe_hparams, extra=load_ema)
-    schedule.apply(optimizer, state.step)
-    log = open_run_dir(accelerator, recipe, resume_from, state)
+    try:
+        if start.resume_from is not None:
+            load_ema = (lambda path: _load_ema(accelerator, run, path)) if ema else None
+            state = restore(accelerator, start.resume_from, optimizer, schedule, run.recipe_hparams, load_ema)
+        schedule.apply(optimizer, state.step)
+        log = open_run_dir(accelerator, recipe, start, state)
+    except BaseException:
+        lock.release()
+        raise
     due = Intervals(cfg, length, can_eval=run.eval_dl is not None)
     clip = cfg.get("clip_grad")
     fp16 = accelerator.mixed_precision == "fp16"
     skip_nonfinite = tcfg["on_nonfinite"] == "skip"
     guard = NonFiniteGuard(accelerator.device, state.step, enabled=not skip_nonfinite)
     skips = SkipCounter(MAX_CONSECUTIVE_SKIPS, total=state.skipped_steps)  # counts go on after a resume
+    kept_buffers = BufferSnapshot(model) if skip_nonfinite else None  # a skipped step keeps BatchNorm's too
     samples_per_step = cfg["data"]["batch_size"] * length.accumulate * accelerator.num_processes
     meter = WindowMeter(accelerator, samples_per_step, state)
     progress = _progress_bar(accelerator, length.total_steps, state.step)
@@ -97,6 +102,8 @@ def train(
         for images, labels in epoch_batches(accelerator, run.train_dl, state, length.total_steps):
             # Accelerate divides every loss by `accumulate`; a short last window is rescaled to its mean.
             window = length.window(state.batches_done)
+            if kept_buffers is not None and state.batches_done % length.accumulate == 0:
+                kept_buffers.take()  # the buffers as the window found them
             finite = True
             images, targets = normalize(images), labels
             if run.mixup is not None:  # a function of (seed, step, micro-batch): the same after a resume
@@ -118,6 +125,8 @@ def train(
                         finite = bool(torch.isfinite(grad_norm))  # the one host sync "skip" costs
                     if finite:
                         optimizer.step()
+                    elif kept_buffers is not None:
+                        kept_buffers.put_back()
                     optimizer.zero_grad(set_to_none=True)
             state.batches_done += 1
             if not accelerator.sync_gradients:
@@ -164,11 +173,15 @@ def train(
         return 1
     except CheckpointError:
         return 1
+    except WriteError as err:  # the disk said no: nothing after the last checkpoint is kept
+        _say(accelerator, f"write error: {err}")
+        return 1
     finally:  # close logs, data workers and the process group cleanly (no abort at exit)
         progress.close()
         log.close()
         stop.uninstall()
         close_workers(run.train_dl, run.eval_dl)
+        lock.release()
         accelerator.end_training()
 
 
@@ -280,17 +293,22 @@ def _save(
 def _save_final_weights(
     accelerator: Accelerator, model: torch.nn.Module, ema: ModelEma | None, output_dir: Path
 ) -> None:
-    """model.safetensors (and model_ema.safetensors), keys as in the timm model's state_dict."""
+    """model.safetensors (and model_ema.safetensors), keys as in the timm model's state_dict; then timm's
+    config.json and the model card. A write that fails leaves no partial file and is one line (exit 1)."""
     accelerator.wait_for_everyone()
+    written = [output_dir / "model.safetensors", output_dir / EMA_FILE]
     try:
         accelerator.save_model(model, str(output_dir), safe_serialization=True)
         if ema is not None and accelerator.is_main_process:
             ema.save(output_dir / EMA_FILE)
         if accelerator.is_main_process:
-            share(output_dir / "model.safetensors", output_dir / EMA_FILE)
-        export_run_dir(accelerator, model, output_dir)  # config.json and README.md: a timm model folder
-    except OSError as err:
-        raise CheckpointError(f"cannot write the final weights to {str(output_dir)!r}: {err}") from None
+            share(*(path for path in written if path.exists()))
+    except Exception as err:  # noqa: BLE001 - OSError, torch's RuntimeError, safetensors' SafetensorError
+        if accelerator.is_main_process:
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise WriteError(output_dir / "model.safetensors", err) from None
+    export_run_dir(accelerator, model, output_dir)  # config.json and README.md: a timm model folder
 
 
 def _load_ema(accelerator: Accelerator, run: Run, checkpoint: Path) -> None:

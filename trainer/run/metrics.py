@@ -10,28 +10,32 @@ from typing import Any
 
 import torch
 
+from trainer.files import append_line, strict_json
+
 
 class MetricsLog:
-    """Appends records to `metrics.jsonl` on the main process and forwards them to Accelerate's trackers."""
+    """Appends records to `metrics.jsonl` on the main process, each a whole line of strict JSON (a non-finite
+    number is null, its key listed under "nonfinite"), and forwards them to Accelerate's trackers."""
 
     def __init__(self, accelerator, output_dir: str | Path, use_trackers: bool) -> None:
         self.accelerator = accelerator
         self.use_trackers = use_trackers
         self.path = Path(output_dir) / "metrics.jsonl"
-        self._file = self.path.open("a") if accelerator.is_main_process else None
+        self.main = accelerator.is_main_process
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
+        """Append `record`; a WriteError (the file cut back to its last whole line) when the disk says no."""
+        if self.main:
+            clean, nonfinite = strict_json(record)
+            if nonfinite:
+                clean["nonfinite"] = nonfinite
+            append_line(self.path, json.dumps(clean, allow_nan=False))
         if self.use_trackers:
             scalars = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
             self.accelerator.log(scalars, step=record["step"])
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        pass
 
 
 class WindowMeter:
@@ -64,7 +68,8 @@ class WindowMeter:
     def load_state_dict(self, state: dict[str, Any], accelerator) -> None:
         """Reopen a checkpoint's window on the same process count; another count starts a new window."""
         if len(state["loss_sums"]) == accelerator.num_processes:
-            self.loss_sum.fill_(state["loss_sums"][accelerator.process_index])
+            value = state["loss_sums"][accelerator.process_index]
+            self.loss_sum.fill_(float("nan") if value is None else value)  # null: a NaN kept as JSON
             self.micro_batches = state["micro_batches"]
 
     def record(self, accelerator, step: int) -> dict[str, float]:

@@ -70,3 +70,22 @@ class SkipCounter:
         self.in_a_row += 1
         if self.in_a_row > self.limit:
             raise NonFiniteError(step + 1, f"{self.in_a_row} updates in a row were skipped")
+
+
+class BufferSnapshot:
+    """The model's buffers (BatchNorm's running statistics and batch counts) as an optimizer window found
+    them, put back when its update is skipped: "skip" keeps nothing of a non-finite step, forward passes
+    included. Two foreach copies per window, only in "skip" mode."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.buffers = [b for b in model.buffers() if b.numel()]
+        self.kept = [b.detach().clone() for b in self.buffers]
+
+    def take(self) -> None:
+        if self.buffers:
+            torch._foreach_copy_(self.kept, self.buffers)
+
+    def put_back(self) -> None:
+        if self.buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self.buffers, self.kept)

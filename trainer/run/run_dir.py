@@ -8,54 +8,71 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import RecipeError
+from trainer.files import WriteError, write_text
 from trainer.outputs.run_info import flat, recipe_changes, write_run_info
 from trainer.recipe.load import Recipe
 from trainer.run.checkpoint import TrainerState, any_failed
 from trainer.run.metrics import MetricsLog
+from trainer.run.start import Start
 
 
-def open_run_dir(accelerator, recipe: Recipe, resume_from: Path | None, state: TrainerState) -> MetricsLog:
-    """Write recipe.toml and run_info.json (main process), start the trackers and open metrics.jsonl.
+def open_run_dir(accelerator, recipe: Recipe, start: Start, state: TrainerState) -> MetricsLog:
+    """Write recipe.toml and run_info.json (main process), keep metrics.jsonl's records up to where the run
+    starts, start the trackers and open metrics.jsonl.
 
     A run directory that cannot be written stops every process with one line, none waiting on the others.
     """
     cfg = recipe.cfg
-    output_dir = Path(cfg["output_dir"])
+    output_dir = start.output_dir
     unwritable = None
     if accelerator.is_main_process:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
-            recipe.save(output_dir / "recipe.toml")
+            write_text(output_dir / "recipe.toml", recipe.to_toml())
             write_run_info(output_dir, cfg)
-            if resume_from is not None:
-                rewind_metrics(output_dir / "metrics.jsonl", state.step)
-        except OSError as err:
+            if start.resume_from is not None or start.drop_records:
+                note = rewind_metrics(output_dir / "metrics.jsonl", state.step)
+                if note:
+                    print(note, flush=True)
+        except (OSError, WriteError) as err:
             unwritable = err
     if any_failed(accelerator, unwritable is not None):
         raise RecipeError("output_dir", f"cannot write the run directory {str(output_dir)!r}: {unwritable}")
     log_with = cfg["train"]["log_with"]
     if log_with:
         accelerator.init_trackers(output_dir.name, config=tracker_config(cfg))
-    if resume_from is not None:
-        changes = recipe_changes((resume_from / "recipe.toml").read_text(), recipe.to_toml())
+    if start.resume_from is not None:
+        changes = recipe_changes((start.resume_from / "recipe.toml").read_text(), recipe.to_toml())
         accelerator.print(
-            f"resumed from {resume_from} at step {state.step}"
+            f"resumed from {start.resume_from} at step {state.step}"
             + (f"; recipe changed: {'; '.join(changes)}" if changes else "")
         )
     return MetricsLog(accelerator, output_dir, use_trackers=bool(log_with))
 
 
-def rewind_metrics(path: Path, step: int) -> None:
-    """Drop the records of steps after `step`: a run killed after its last checkpoint logged steps that the
-    resumed run trains and logs again, and metrics.jsonl keeps one record of each."""
+def rewind_metrics(path: Path, step: int) -> str | None:
+    """Keep the records of steps up to `step` (a run killed after its last checkpoint logged steps that the
+    resumed run trains and logs again; metrics.jsonl keeps one record of each) and drop a line that is not
+    whole JSON (a write cut by a crash); returns a note when such a line was dropped."""
     if not path.is_file():
-        return
+        return None
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= step]
+    kept, torn = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
     if len(kept) != len(lines):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept))
-        tmp.replace(path)
+        write_text(path, "".join(kept))
+    if torn:
+        return f"{path}: dropped {torn} line(s) that were not whole JSON records (a write cut short)"
+    return None
 
 
 def tracker_config(cfg: dict[str, Any]) -> dict[str, Any]:
