@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import atexit
+import os
 import signal
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +67,10 @@ def build_dataloaders(
         eval_image_size=cfg.eval_image_size,
     )
     in_chans = model_in_chans(model)
-    probe_pipelines(train.rows, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans)
+    if cfg.image_size is not None:
+        warn_if_below_stride(model, cfg.image_size, "data.image_size")
+    skip = cfg.on_bad_sample == "skip"
+    probe_pipelines(train.rows, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans, skip)
     bad = BadSamples(cfg.image_column, cfg.on_bad_sample)
     order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
     if cfg.streaming:
@@ -96,7 +101,7 @@ def build_dataloaders(
     )
     if evaluation is None:
         return train_loader, None
-    probe_pipelines(evaluation.rows, cfg.eval_split, {"eval": eval_tf}, in_chans)
+    probe_pipelines(evaluation.rows, cfg.eval_split, {"eval": eval_tf}, in_chans, skip)
     return train_loader, eval_loader(evaluation.rows, eval_tf, cfg, options)
 
 
@@ -114,6 +119,26 @@ def eval_loader(
         worker_init_fn=ignore_stop_signals,
         **options,
     )
+
+
+def warn_if_below_stride(model: torch.nn.Module, size: int, key: str) -> None:
+    """One warning line when images of `size` are smaller than the model's total stride (its last feature
+    map, or a ViT's patch): legal, but the model then sees less than one position per image."""
+    info = getattr(model, "feature_info", None)
+    stride = 0
+    if isinstance(info, list) and info and isinstance(info[-1], dict):
+        stride = int(info[-1].get("reduction", 0))
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if patch:
+        stride = max(stride, int(max(patch) if isinstance(patch, tuple | list) else patch))
+    if size < stride and int(os.environ.get("RANK", "0")) == 0:
+        name = getattr(model, "default_cfg", {}).get("architecture") or type(model).__name__
+        print(
+            f"data warning: {key} = {size} is below {name}'s total stride of {stride} pixels: its last"
+            " feature map is smaller than one position (set a larger size, or mean it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def ignore_stop_signals(worker_id: int) -> None:

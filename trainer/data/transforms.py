@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
+from trainer.data.bad_samples import MAX_IN_A_ROW
 from trainer.errors import RecipeError, did_you_mean
 from trainer.model.create import model_in_chans
 
@@ -134,9 +136,7 @@ class ImageClassificationTransform:
         """(mean, std) when `transform` gives uint8 pixels that the loop normalizes on the device."""
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        images = [
-            img if img.mode == self.mode else img.convert(self.mode) for img in batch[self.image_column]
-        ]
+        images = [self.converted(img) for img in batch[self.image_column]]
         return {
             "pixel_values": [self.transform(img) for img in images],
             "labels": batch[self.label_column],
@@ -144,9 +144,21 @@ class ImageClassificationTransform:
 
     def example(self, batch: dict[str, list[Any]], j: int) -> dict[str, Any]:
         """Example `j` of a fetched batch, transformed (what `SeededTransform` calls once per sample)."""
-        img = batch[self.image_column][j]
-        img = img if img.mode == self.mode else img.convert(self.mode)
+        img = self.converted(batch[self.image_column][j])
         return {"pixel_values": self.transform(img), "labels": batch[self.label_column][j]}
+
+    def converted(self, img: Any) -> Any:
+        """`img` in the model's channel mode, 16-bit images scaled to 8 bits (PIL's convert would clip
+        them: 99 % white)."""
+        if img.mode == self.mode:
+            return img
+        if img.mode.startswith("I"):  # "I;16", "I;16B", ... and "I" (how PIL opens 16-bit PNGs)
+            pixels = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if img.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
+            img = Image.fromarray(np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+            if img.mode == self.mode:
+                return img
+        return img.convert(self.mode)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mode={self.mode!r}, transform={self.transform})"
@@ -225,19 +237,29 @@ def collate_image_batch(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, t
     return pixels, labels
 
 
-def probe_pipelines(ds: Any, split: str, pipelines: dict[str, Any], in_chans: int) -> None:
-    """Run the first image of `split` through each pipeline, so bad images or augment values fail now.
+def probe_pipelines(
+    ds: Any, split: str, pipelines: dict[str, Any], in_chans: int, skip_unreadable: bool = False
+) -> None:
+    """Run the first image of `split` (the first readable one, with `skip_unreadable`: the run replaces
+    unreadable ones) through each pipeline, so bad images or augment values fail now.
 
     Tries the eval pipeline first: if it works and the train one fails, the augment options are to blame.
     Random augmentations draw from the global RNGs; their state is restored so probing changes nothing.
     """
-    try:
-        example = ds[:1]
-    except Exception as err:  # any decode failure is a data error for the user
+    tries = min(len(ds), MAX_IN_A_ROW) if skip_unreadable else 1
+    example, first_error = None, None
+    for row in range(max(1, tries)):
+        try:
+            example = ds[row : row + 1]
+            break
+        except Exception as err:  # noqa: BLE001 - any decode failure is a data error for the user
+            first_error = first_error or err
+    if example is None:
+        what = "first image" if tries <= 1 else f"first {tries} images"
         raise RecipeError(
             "data.image_column",
-            f"cannot decode the first image of split {split!r}: {type(err).__name__}: {err}",
-        ) from None
+            f"cannot decode the {what} of split {split!r}: {type(first_error).__name__}: {first_error}",
+        )
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         for name, pipeline in pipelines.items():

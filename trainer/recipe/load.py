@@ -88,13 +88,14 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check: bool 
 def _read_toml(path: Path, key: str, referrer: str | None) -> dict[str, Any]:
     where = referrer or str(path)
     if not path.is_file() or (referrer is not None and path.suffix != ".toml"):
-        what = "no such recipe file" if path.suffix == ".toml" or not path.suffix else "not a .toml file"
+        what = "not a .toml file" if path.is_file() else "no such recipe file"
         siblings = [p.name for p in path.parent.glob("*.toml")] if path.parent.is_dir() else []
         raise RecipeError(key, f"{what}: {str(path)!r}{did_you_mean(path.name, siblings)}", file=where)
     try:
         text = path.read_bytes().decode()
     except UnicodeDecodeError:
         raise RecipeError("syntax", "not a UTF-8 text file", file=str(path)) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark (some Windows editors write one): not TOML's
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -6,6 +6,7 @@ optimizer and schedule on the "meta" device, reading no data, for the dry run an
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,14 @@ def build_run(
     if eval_dl is not None:
         eval_dl = accelerator.prepare(eval_dl)
     length = TrainingLength.of(len(train_dl), cfg["train"])
+    if length.accumulate > length.batches_per_epoch and accelerator.is_main_process:
+        print(
+            f"train warning: train.accumulate = {length.accumulate} is more than the"
+            f" {length.batches_per_epoch} micro-batches of an epoch: every epoch is one optimizer step of"
+            f" {length.batches_per_epoch}, and schedules counted in steps advance once per epoch",
+            file=sys.stderr,
+            flush=True,
+        )
     ema = None
     if cfg.get("ema", {}).get("enabled"):
         begin = cfg["ema"]["begin"] * (length.steps_per_epoch if length.by_epoch else 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trainer.data.schema import DataCfg
 from trainer.data.sources.annotations import AnnotationSource
-from trainer.data.sources.base import DatasetDictSource, Source, Split
+from trainer.data.sources.base import DatasetDictSource, Source, Split, path_exists
 from trainer.data.sources.disk import DiskSource
 from trainer.data.sources.folder import FolderSource
 from trainer.data.sources.hub import HUB_NAME, HubSource
@@ -37,6 +37,8 @@ __all__ = ["SOURCES", "DatasetDictSource", "ShardSource", "Source", "Split", "de
 def open_source(cfg: DataCfg) -> Source:
     """The source `[data]` names: shards with `data.streaming`, MMPretrain's annotation files with
     `data.ann_file`, else `data.format` (detected from `data.path` when "auto")."""
+    if not glob.has_magic(cfg.path):
+        path_exists(cfg.path)  # a path the file system refuses to look up is one line, here
     if cfg.streaming:
         return ShardSource(cfg)
     if cfg.ann_file is not None:
@@ -54,6 +56,8 @@ def detect_format(path: str) -> str:
     if glob.has_magic(path):
         return "parquet"
     local = Path(path).expanduser()
+    if not path_exists(path) and HUB_NAME.match(path):
+        return "hub"
     if local.is_file():
         if local.suffix == ".parquet":
             return "parquet"

@@ -116,9 +116,25 @@ class DatasetDictSource:
 def local_path(cfg: DataCfg) -> str:
     """`data.path` on this machine (`~` expanded); a RecipeError when nothing is there."""
     path = Path(cfg.path).expanduser()
-    if not path.exists():
+    if not path_exists(cfg.path):
         raise RecipeError("data.path", f"no such file or directory: {cfg.path!r} (relative to {os.getcwd()})")
     return str(path)
+
+
+def path_exists(path: str) -> bool:
+    """Whether `path` exists; a RecipeError on `data.path` for a path the file system refuses to look up
+    (too long, a file in the middle), naming it shortened."""
+    try:
+        return Path(path).expanduser().exists()
+    except OSError as err:
+        raise RecipeError("data.path", f"cannot look up {shorten(path)}: {err.strerror or err}") from None
+
+
+def shorten(path: str, keep: int = 60) -> str:
+    """`path` quoted, its middle cut out when it is long."""
+    if len(path) <= 2 * keep:
+        return repr(path)
+    return repr(f"{path[:keep]}...{path[-keep:]}") + f" ({len(path)} characters)"
 
 
 def check_cache_writable() -> None:

@@ -4,6 +4,7 @@ folders (`train/`, `val/`, ...) as splits; listed once and kept as an index (tra
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,26 @@ class FolderSource(DatasetDictSource):
     format = "imagefolder"
 
     def load(self) -> Any:
-        return folder_dataset_dict(local_path(self.cfg))
+        splits = folder_dataset_dict(local_path(self.cfg))
+        for name, split in splits.items():
+            warn_empty_classes(split, f"{self.cfg.path}: split {name!r}")
+        return splits
+
+
+def warn_empty_classes(split: Any, where: str) -> None:
+    """One warning line per class folder without an image: legal, but its label can never be learned."""
+    import numpy as np
+
+    names = split.features["label"].names
+    counts = np.bincount(split.with_format("arrow")["label"].to_numpy(), minlength=len(names))
+    empty = [name for name, count in zip(names, counts, strict=True) if count == 0]
+    if empty and int(os.environ.get("RANK", "0")) == 0:
+        listed = ", ".join(repr(n) for n in empty[:5]) + (f", ... ({len(empty)})" if len(empty) > 5 else "")
+        print(
+            f"data warning: {where}: class folder(s) {listed} hold no image; their labels are never seen",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def list_class_folders(root: Path) -> Listing:
