@@ -343,7 +343,7 @@ def test_values_legal_but_almost_surely_not_meant_get_one_warning_line_each(tmp_
     assert code == 0, stderr[-2000:]
     warnings = [line for line in stderr.splitlines() if " warning: " in line]
     assert len(warnings) == 2, stderr
-    assert "data.image_size = 4 is below test_resnet's total stride of 32 pixels" in warnings[0]
+    assert "data.image_size = 4 is below what test_resnet can look at (16 pixels" in warnings[0]
     assert "train.accumulate = 16 is more than the 8 micro-batches of an epoch" in warnings[1]
 
 
