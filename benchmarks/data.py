@@ -39,7 +39,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
     import torch.nn.functional as F
     from accelerate.utils import set_seed
 
-    from trainer.data import loader_options, set_epoch
+    from trainer.data import loader_options, set_position
     from trainer.data.transforms import batch_normalizer
     from trainer.recipe.load import load_recipe
     from trainer.run.build import build_run, make_accelerator
@@ -61,7 +61,7 @@ def data_wait(recipe_path: str, settings: list[dict[str, Any]], epochs: int, ski
         )
         step = 0
         for epoch in range(epochs):
-            set_epoch(train_dl, epoch)
+            set_position(train_dl, epoch)
             batches = iter(train_dl)
             while True:
                 t0 = time.perf_counter()

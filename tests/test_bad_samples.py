@@ -44,6 +44,7 @@ def train(tmp_path: Path, folder: Path, name: str, *sets: str, capfd=None) -> su
         f'seed = 0\noutput_dir = "{tmp_path / name}"\n'
         '[model]\nname = "test_resnet"\nnum_classes = 4\n'
         f'[data]\npath = "{folder}"\nimage_size = 16\nbatch_size = 8\neval_split = "none"\n'
+        "drop_last = false\n"  # every image in every epoch, the unreadable ones too
         "[train]\nepochs = 2\nlog_every = 5\n"
         '[optimizer]\ntype = "SGD"\nlr = 0.1\n'
         "[checkpoint]\ninterval = 1\n"

@@ -12,12 +12,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from accelerate import Accelerator
-from accelerate.data_loader import BatchSamplerShard, prepare_data_loader
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration
 from datasets import Value
-from torch.utils.data import BatchSampler, SequentialSampler
 
 from trainer.data import (
     DATA_KEYS,
@@ -26,6 +21,7 @@ from trainer.data import (
     detect_format,
     load_splits,
     loader_options,
+    set_position,
     validate_data_cfg,
 )
 from trainer.data.transforms import augment_arg_names, build_transforms
@@ -311,62 +307,60 @@ def test_worker_processes_deliver_the_same_eval_batches(tiny_parquet, model):
         assert torch.equal(a, b) and torch.equal(la, lb)
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+def epoch_labels(loader, epoch: int, start: int = 0) -> list[list[int]]:
+    set_position(loader, epoch, start)
+    return [[int(y) for y in labels] for _, labels in loader]
 
 
-def prepared_epochs(loader, epochs: list[int], seed: int) -> list[list[int]]:
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    config = DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed)
-    prepared = Accelerator(cpu=True, dataloader_config=config).prepare(loader)
-    orders = []
-    for epoch in epochs:
-        prepared.set_epoch(epoch)
-        orders.append([int(y) for _, labels in prepared for y in labels])
-    return orders
-
-
-def test_seedable_sampler_makes_each_epochs_order_a_function_of_seed_and_epoch(
-    tiny_parquet, model, fresh_accelerate_state
+def test_each_epochs_order_is_a_function_of_seed_and_epoch_and_a_resumed_epoch_loads_nothing_before(
+    tiny_parquet, model
 ):
     cfg = data_cfg(tiny_parquet, eval_split="none", augment={"hflip": 0.0})
     loader = build_dataloaders(cfg, model, seed=SEED)[0]
-    epoch0, epoch1 = prepared_epochs(loader, [0, 1], seed=SEED)
-    (resumed_epoch1,) = prepared_epochs(build_dataloaders(cfg, model, seed=SEED)[0], [1], seed=SEED)
-    assert epoch1 == resumed_epoch1
-    assert epoch0 != epoch1
-    assert len(epoch0) == batches_per_epoch(SPLIT_SIZES["train"], 8) * 8
+    epoch0, epoch1 = epoch_labels(loader, 0), epoch_labels(loader, 1)
+    again = build_dataloaders(cfg, model, seed=SEED)[0]
+    assert epoch_labels(again, 1) == epoch1 and epoch0 != epoch1
+    assert epoch_labels(again, 1, start=2) == epoch1[2:]  # a resumed epoch starts after what it consumed
+    assert len(epoch0) == batches_per_epoch(SPLIT_SIZES["train"], 8) == 6
 
 
-def test_two_process_shards_interleave_the_single_process_order(tiny_parquet, model):
+def test_two_processes_share_each_global_batch_of_the_single_process_order(tiny_parquet, model):
     cfg = data_cfg(tiny_parquet, eval_split="none", augment={"no_aug": True})
 
-    def sample_ids(num_processes: int, rank: int) -> list[list[bytes]]:
-        loader = build_dataloaders(cfg, model, seed=SEED)[0]
-        shard = prepare_data_loader(
-            loader, num_processes=num_processes, process_index=rank, use_seedable_sampler=True, data_seed=SEED
-        )
-        shard.set_epoch(2)
-        return [[image.numpy().tobytes() for image in pixels] for pixels, _ in shard]
+    def batches(num_processes: int, rank: int, batch: int) -> list[list[bytes]]:
+        loader = build_dataloaders(
+            {**cfg, "batch_size": batch}, model, seed=SEED, num_replicas=num_processes, rank=rank
+        )[0]
+        set_position(loader, 2)
+        return [[image.numpy().tobytes() for image in pixels] for pixels, _ in loader]
 
-    single = sample_ids(1, 0)
-    rank0, rank1 = sample_ids(2, 0), sample_ids(2, 1)
+    single = batches(1, 0, 16)
+    rank0, rank1 = batches(2, 0, 8), batches(2, 1, 8)
     assert len(rank0) == len(rank1) == batches_per_epoch(SPLIT_SIZES["train"], 8, num_processes=2) == 3
-    assert [batch for pair in zip(rank0, rank1, strict=True) for batch in pair] == single
+    assert [sorted(a + b) for a, b in zip(rank0, rank1, strict=True)] == [sorted(s) for s in single]
 
 
 @pytest.mark.parametrize("num_samples", [45, 48, 50, 64, 70])
-@pytest.mark.parametrize("num_processes", [1, 2, 3])
+@pytest.mark.parametrize(("num_processes", "accumulate"), [(1, 1), (2, 1), (3, 1), (2, 2)])
 @pytest.mark.parametrize("drop_last", [True, False])
-def test_batches_per_epoch_matches_accelerates_sharded_sampler(num_samples, num_processes, drop_last):
-    batch_sampler = BatchSampler(SequentialSampler(range(num_samples)), batch_size=8, drop_last=drop_last)
-    shards = [BatchSamplerShard(batch_sampler, num_processes, rank) for rank in range(num_processes)]
-    expected = {len(list(shard)) for shard in shards}
-    assert expected == {batches_per_epoch(num_samples, 8, num_processes=num_processes, drop_last=drop_last)}
+def test_batches_per_epoch_is_the_global_orders_length(num_samples, num_processes, accumulate, drop_last):
+    from trainer.data.order import map_style_sampler
+
+    sampler = map_style_sampler(
+        num_samples,
+        seed=0,
+        batch_size=8,
+        num_processes=num_processes,
+        accumulate=accumulate,
+        drop_last=drop_last,
+    )
+    assert (
+        len(sampler)
+        == len(list(sampler))
+        == batches_per_epoch(
+            num_samples, 8, num_processes=num_processes, drop_last=drop_last, accumulate=accumulate
+        )
+    )
 
 
 def test_loader_defaults_leave_a_core_per_process_for_the_step(monkeypatch):

@@ -334,7 +334,7 @@ def test_values_legal_but_almost_surely_not_meant_get_one_warning_line_each(tmp_
             dataset,
             tmp_path / "tiny",
             model='name = "test_resnet"\nnum_classes = 4',
-            data=f'path = "{dataset}"\nbatch_size = 8\nnum_workers = 0\nimage_size = 4',
+            data=f'path = "{dataset}"\nbatch_size = 8\nnum_workers = 0\nimage_size = 4\ndrop_last = false',
             train="max_steps = 1\nlog_every = 1\naccumulate = 16",
             eval="enabled = false",
         )

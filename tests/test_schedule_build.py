@@ -154,13 +154,14 @@ def test_reduction_is_carried_through_a_later_chained_scheduler():
     assert schedule.values(40)[0]["lr"] == pytest.approx(5e-4)
 
 
-def test_steps_per_epoch_counts_short_last_batches_and_windows():
+def test_steps_per_epoch_counts_whole_global_batches_and_without_drop_last_one_shorter_step():
     assert steps_per_epoch(50_000, 64, 1, drop_last=False) == 782
     assert steps_per_epoch(50_000, 64, 4, drop_last=False) == 196
     assert steps_per_epoch(50_000, 64, 4, num_processes=8, drop_last=False) == 25
     assert steps_per_epoch(10, 64, 4, drop_last=False) == 1
     assert steps_per_epoch(50_000, 64, 1) == 781  # the default drops the last short batch, as the loader does
-    assert steps_per_epoch(50_000, 64, 4, num_processes=8) == 25
+    assert steps_per_epoch(50_000, 64, 4, num_processes=8) == 24  # 832 rows short of a global batch of 2048
+    assert steps_per_epoch(50_000, 64, 4) == 195  # the same with one process: 80 rows dropped, not 16
     with pytest.raises(ValueError):
         steps_per_epoch(0, 64, 1)
 

@@ -118,9 +118,9 @@ def test_dataset_size_derives_steps_per_epoch_from_batch_accumulate_and_processe
     )
     assert code == 0
     data = json.loads(out.read_text())
-    assert data["steps_per_epoch"] == 16  # ceil(ceil(1000 / (16 * 2)) / 2)
-    assert data["total_steps"] == 16 * 12
-    assert "16 steps/epoch" in capsys.readouterr().out
+    assert data["steps_per_epoch"] == 15  # whole global batches of 16 x 2 processes x 2 accumulate
+    assert data["total_steps"] == 15 * 12
+    assert "15 steps/epoch" in capsys.readouterr().out
 
 
 def test_bad_schedule_is_one_line_on_stderr_with_exit_code_2(recipe, capsys):

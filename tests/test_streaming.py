@@ -19,7 +19,6 @@ import torch
 
 from runs import ROOT, records, train_command, train_env, weights
 from trainer.data.seeding import SeededTransform
-from trainer.data.streaming import StreamedTrainSet, epoch_plan
 from trainer.errors import RecipeError
 
 TRAIN_ROWS = 48  # tiny_imagefolder's train split: 4 classes of 16x16 PNGs
@@ -98,34 +97,15 @@ def seen(tmp_path, monkeypatch):
 
 def run_epochs(train, epochs=(0, 1)) -> list[int]:
     """Batches per epoch, each checked to be full."""
+    from trainer.data import set_position
+
     counts = []
     for epoch in epochs:
-        train.dataset.set_epoch(epoch)
+        set_position(train, epoch)
         batches = [labels for _, labels in train]
-        assert all(len(labels) == train.batch_size for labels in batches)
+        assert all(len(labels) == train.batch_sampler.batch_size for labels in batches)
         counts.append(len(batches))
     return counts
-
-
-@pytest.mark.parametrize(
-    ("rows", "processes", "workers", "per_worker", "rows_read"),
-    [
-        ((12, 12, 12, 12), 1, 0, (12,), 48),
-        ((12, 12, 12, 12), 2, 1, (6,), 48),
-        ((12, 12, 12, 12), 2, 2, (3, 3), 48),
-        ((12, 12, 12, 12), 1, 3, (6, 3, 3), 48),  # worker 0 reads 2 shards
-        ((12, 12, 12, 12), 3, 1, (4,), 48),  # 3 does not divide 4: every process reads all, keeps 1 in 3
-        ((12, 12, 12, 12), 2, 3, (3, 3, 0), 48),  # 2 shards a process: the third worker idles
-        ((6, 18, 9, 15), 2, 1, (3,), 24),  # any process may get the two smallest shards
-        ((6, 18, 9, 15), 1, 2, (3, 3), 24),  # any worker may get the two smallest shards
-    ],
-)
-def test_epoch_plan_gives_every_worker_what_its_smallest_possible_share_holds(
-    rows, processes, workers, per_worker, rows_read
-):
-    plan = epoch_plan(rows, batch_size=4, num_processes=processes, num_workers=workers)
-    assert plan.batches_per_worker == per_worker
-    assert plan.rows_read == rows_read and plan.batches == sum(per_worker)
 
 
 def test_shards_are_found_by_split_in_a_directory_a_glob_or_a_file(tmp_path):
@@ -149,10 +129,6 @@ def test_shards_are_found_by_split_in_a_directory_a_glob_or_a_file(tmp_path):
         find_shards(str(tmp_path), "parquet")
 
 
-def test_a_batch_larger_than_a_workers_share_is_an_epoch_of_nothing():
-    assert epoch_plan((12, 12, 12, 12), batch_size=16, num_processes=2, num_workers=2).batches == 0
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_two_processes_read_every_row_once_per_epoch_in_an_order_of_seed_and_epoch(
     shards, model, seen, workers
@@ -160,7 +136,7 @@ def test_two_processes_read_every_row_once_per_epoch_in_an_order_of_seed_and_epo
     orders = []
     for rank in range(2):
         train, _ = loader(shards, model, rank=rank, world=2, num_workers=workers, eval_split="none")
-        assert isinstance(train.dataset, StreamedTrainSet) and len(train) == TRAIN_ROWS // 2 // 4
+        assert len(train) == TRAIN_ROWS // 2 // 4
         assert run_epochs(train) == [len(train), len(train)]
         orders.append(seen())
     for epoch in (0, 1):
@@ -173,39 +149,40 @@ def test_two_processes_read_every_row_once_per_epoch_in_an_order_of_seed_and_epo
     assert seen() == orders[0]  # the same order on every run
 
 
-def test_three_processes_of_four_shards_split_the_examples(shards, model, seen):
-    """3 does not divide 4: datasets gives every process all shards, each keeping every third example."""
-    got = []
-    for rank in range(3):
-        train, _ = loader(shards, model, rank=rank, world=3, eval_split="none")
-        assert run_epochs(train, epochs=(0,)) == [4]
-        got += seen()[0]
-    assert sorted(got) == list(range(TRAIN_ROWS))
+def test_each_step_reads_the_same_rows_on_one_two_or_three_processes(shards, model, seen):
+    """The global batch (12 rows) is the same whatever processes and batch sizes make it up."""
+
+    def steps(world: int, batch: int) -> list[list[int]]:
+        per_rank = []
+        for rank in range(world):
+            train, _ = loader(shards, model, rank=rank, world=world, batch_size=batch, eval_split="none")
+            run_epochs(train, epochs=(1,))
+            per_rank.append(seen()[1])
+        return [sorted(i for r in per_rank for i in r[s * batch : (s + 1) * batch]) for s in range(4)]
+
+    one = steps(1, 12)
+    assert sorted(i for step in one for i in step) == list(range(TRAIN_ROWS))
+    assert steps(2, 6) == steps(3, 4) == one
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_uneven_shards_give_every_process_as_many_full_batches_and_say_what_is_left_out(
-    uneven, model, seen, capfd, workers
-):
+def test_uneven_shards_are_read_whole_every_epoch(uneven, model, seen, workers):
     got = []
     for rank in range(2):
         train, _ = loader(uneven, model, rank=rank, world=2, num_workers=workers, eval_split="none")
-        assert len(train) == 3  # (6 + 9) // 4 rows: the smallest two shards any process may get
-        assert run_epochs(train) == [3, 3]
+        assert len(train) == 6 and run_epochs(train) == [6, 6]
         got.append(seen())
     for epoch in (0, 1):
-        both = got[0][epoch] + got[1][epoch]
-        assert len(both) == len(set(both)) == 24 and set(both) <= set(range(TRAIN_ROWS))
-    assert "data warning: data.streaming: each epoch reads 24 of the 48 train rows" in capfd.readouterr().err
+        assert sorted(got[0][epoch] + got[1][epoch]) == list(range(TRAIN_ROWS))
 
 
 def test_a_streamed_row_is_augmented_as_the_same_row_read_map_style(shards, model, seen):
-    from trainer.data import load_dataset_dict
+    from trainer.data import load_dataset_dict, set_position
     from trainer.data.transforms import build_transforms
 
     train, _ = loader(shards, model, eval_split="none")
-    train.dataset.set_epoch(1)
-    streamed = [example["pixel_values"] for example in train.dataset]  # one epoch, as the loader reads it
+    set_position(train, 1)
+    streamed = [pixels for batch, _ in train for pixels in batch]  # one epoch, as the loader reads it
     indices = seen()[1]
     assert sorted(indices) == list(range(TRAIN_ROWS))
     map_style = load_dataset_dict({"path": str(shards), "batch_size": 4})["train"]
@@ -213,7 +190,7 @@ def test_a_streamed_row_is_augmented_as_the_same_row_read_map_style(shards, mode
     reference = SeededTransform(map_style, train_tf, seed=0)
     reference.set_epoch(1)
     for pixels, index in zip(streamed, indices, strict=True):
-        assert torch.equal(pixels, reference[index]["pixel_values"]), index
+        assert torch.equal(pixels, reference[index]["pixel_values"]), index  # uint8: the same pixels
     reference.set_epoch(2)
     assert not torch.equal(streamed[0], reference[indices[0]]["pixel_values"])
 
@@ -281,7 +258,11 @@ def test_the_run_card_counts_the_streamed_splits(shards):
         ({"path": "{shards}", "image_column": "img"}, "data.image_column", "did you mean 'image'?"),
         ({"path": "{shards}", "train_split": "training"}, "data.train_split", "no split 'training'"),
         ({"path": "{shards}", "eval_split": "test"}, "data.eval_split", "set data.eval_split = 'none'"),
-        ({"path": "{shards}", "batch_size": 32}, "data.batch_size", "more than a data worker's share"),
+        (
+            {"path": "{shards}", "batch_size": 32},
+            "data.batch_size",
+            "= 64 is more than the 48 training samples",
+        ),
         ({"path": "{shards}", "num_classes": 2}, "data.label_column", "labels up to 3"),
     ],
 )
@@ -306,7 +287,6 @@ def test_bad_shards_are_one_line_errors(shards, tmp_path, data, key, fragment):
         ({"streaming": True, "format": "imagefolder"}, "data.streaming", "not format 'imagefolder'"),
         ({"streaming": True, "eval_fraction": 0.1}, "data.eval_fraction", "cannot hold out"),
         ({"streaming": True, "repeated_augmentation": 3}, "data.repeated_augmentation", "map-style"),
-        ({"streaming": True, "drop_last": False}, "data.drop_last", "full batches only"),
         ({"streaming": True, "ann_file": "meta/train.txt"}, "data.ann_file", "prepare_data.py --ann-file"),
     ],
 )

@@ -2,7 +2,14 @@
 parquet, shards) behind one `Split` interface, the checks, timm's pipelines with per-sample seeding,
 samplers, unreadable samples, streaming, and the DataLoaders the loop trains on."""
 
-from trainer.data.loaders import DataWatch, build_dataloaders, close_workers, eval_loader, set_epoch
+from trainer.data.loaders import (
+    DataWatch,
+    build_dataloaders,
+    close_workers,
+    eval_loader,
+    global_sampler,
+    set_position,
+)
 from trainer.data.options import (
     DATA_KEYS,
     data_config,
@@ -32,6 +39,7 @@ __all__ = [
     "open_source",
     "open_splits",
     "quiet_progress_bars",
-    "set_epoch",
+    "global_sampler",
+    "set_position",
     "validate_data_cfg",
 ]

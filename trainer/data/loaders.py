@@ -1,7 +1,7 @@
 """The DataLoaders the loop trains and evaluates on, built once for every source: the checked splits
 (trainer.data.splits), timm's pipelines probed on the first image, each sample augmented from
-(seed, epoch, index), unreadable images as `data.on_bad_sample` says, and the train order map-style
-(Accelerate's seedable sampler, or repeated augmentation) or streamed from shards (trainer.data.streaming).
+(seed, epoch, index), unreadable images as `data.on_bad_sample` says, and the train order the global order of
+trainer.data.order (a permutation per epoch, or a streamed epoch's blocks of shards), this process's share.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from torch.utils.data import DataLoader
 
 from trainer.data.bad_samples import MAX_IN_A_ROW, BadSamples, describe
 from trainer.data.options import data_config, loader_options
-from trainer.data.sampler import RepeatedAugmentation
+from trainer.data.order import GlobalBatchSampler, even_blocks, map_style_sampler, streamed_sampler
+from trainer.data.schema import DataCfg
 from trainer.data.seeding import SeededTransform
+from trainer.data.sources import Split
 from trainer.data.splits import open_splits
-from trainer.data.streaming import streamed_epoch_plan, streamed_train_set
 from trainer.data.transforms import (
     ImageClassificationTransform,
     build_transforms,
@@ -34,30 +35,28 @@ from trainer.model import model_in_chans
 
 
 def build_dataloaders(
-    data_cfg: Mapping[str, Any], model: torch.nn.Module, *, seed: int, num_replicas: int = 1, rank: int = 0
+    data_cfg: Mapping[str, Any],
+    model: torch.nn.Module,
+    *,
+    seed: int,
+    num_replicas: int = 1,
+    rank: int = 0,
+    accumulate: int = 1,
 ) -> tuple[DataLoader, DataLoader | None]:
     """Unprepared train and eval DataLoaders yielding (pixels, labels).
 
-    Map-style, the train sampler is a plain RandomSampler (seeded generator), which `accelerator.prepare`
-    swaps for Accelerate's SeedableRandomSampler under `DataLoaderConfiguration(use_seedable_sampler=True,
-    data_seed=seed)`; then each epoch's order is a function of (data_seed, epoch). With
-    `data.repeated_augmentation` it is this process's (`rank` of `num_replicas`) RepeatedAugmentation sampler
-    instead, already sharded: the loop prepares it without Accelerate's sharding; so is a streamed split's
-    share. Each sample's augmentation is a function of (seed, epoch, index) (`SeededTransform`): call
-    `set_epoch(loader, epoch)` every epoch.
+    The train loader's batches are this process's (`rank` of `num_replicas`) micro-batches of each epoch's
+    global order (`GlobalBatchSampler`: global batches of batch_size x num_replicas x `accumulate` rows,
+    the same on any number of processes): prepare it without Accelerate's sharding. Each sample's
+    augmentation is a function of (seed, epoch, index) (`SeededTransform`): call `set_epoch(loader, epoch)`
+    every epoch.
     """
     cfg = data_config(data_cfg)
     validate_augment(cfg.augment)
     options = loader_options(cfg)
     train, evaluation = open_splits(cfg, seed=seed, num_classes=getattr(model, "num_classes", None))
-    if cfg.streaming:
-        plan = streamed_epoch_plan(train, cfg, options["num_workers"], num_replicas)
-    elif cfg.drop_last and len(train) < cfg.batch_size:
-        raise RecipeError(
-            "data.batch_size",
-            f"{cfg.batch_size} is more than the {len(train)} training samples: with drop_last an"
-            " epoch has no batch; lower it",
-        )
+    layout = {"num_replicas": num_replicas, "rank": rank, "accumulate": accumulate}
+    sampler = train_sampler(train, cfg, seed=seed, **layout)
     train_tf, eval_tf = build_transforms(
         model,
         image_column=cfg.image_column,
@@ -72,37 +71,64 @@ def build_dataloaders(
     skip = cfg.on_bad_sample == "skip"
     probe_pipelines(train.rows, cfg.train_split, {"eval": eval_tf, "train": train_tf}, in_chans, skip)
     bad = BadSamples(cfg.image_column, cfg.on_bad_sample)
-    order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
-    if cfg.streaming:
-        train_set: Any = streamed_train_set(
-            train, cfg, train_tf, plan, seed=seed, bad=bad, num_replicas=num_replicas, rank=rank
-        )
-        order = {}
-    else:
-        train_set = SeededTransform(train.rows, train_tf, seed=seed, bad=bad)
-        if cfg.repeated_augmentation > 1:
-            order = {
-                "sampler": RepeatedAugmentation(
-                    train_set,
-                    num_replicas=num_replicas,
-                    rank=rank,
-                    num_repeats=cfg.repeated_augmentation,
-                    seed=seed,
-                )
-            }
     train_loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        **order,
-        drop_last=cfg.drop_last,
+        SeededTransform(train.rows, train_tf, seed=seed, bad=bad),
+        batch_sampler=sampler,
         collate_fn=collate_image_batch,
         worker_init_fn=ignore_stop_signals,
+        generator=own_generator(seed),
         **options,
     )
     if evaluation is None:
         return train_loader, None
     probe_pipelines(evaluation.rows, cfg.eval_split, {"eval": eval_tf}, in_chans, skip)
     return train_loader, eval_loader(evaluation.rows, eval_tf, cfg, options)
+
+
+def train_sampler(
+    train: Split, cfg: DataCfg, *, seed: int, num_replicas: int, rank: int, accumulate: int
+) -> GlobalBatchSampler:
+    """This process's share of the train split's global order: a permutation per epoch (repeated with
+    `data.repeated_augmentation`), or a sharded split's blocks; a RecipeError when an epoch holds no step."""
+    layout = {"batch_size": cfg.batch_size, "num_processes": num_replicas, "rank": rank}
+    layout.update(accumulate=accumulate, drop_last=cfg.drop_last)
+    if train.shards is not None:
+        shards = train.shards
+        blocks = even_blocks(shards.rows, cfg.shuffle_buffer) if cfg.shuffle_buffer else shards.blocks
+        sampler = streamed_sampler(blocks, seed=seed, **layout)
+    else:
+        sampler = map_style_sampler(len(train), seed=seed, repeats=cfg.repeated_augmentation, **layout)
+    if len(sampler) == 0:
+        one = sampler.global_batch == cfg.batch_size
+        size = f"{cfg.batch_size} x {num_replicas} processes x {accumulate} accumulate"
+        size = f"{size} = {sampler.global_batch}"
+        rows = sampler.samples_per_epoch
+        raise RecipeError(
+            "data.batch_size",
+            f"{cfg.batch_size if one else size} is more than the {rows} training samples: with drop_last an"
+            f" epoch has no {'batch' if one else 'step'}; lower it, or set data.drop_last = false",
+        )
+    return sampler
+
+
+def set_position(loader: DataLoader, epoch: int, micro_batches_done: int = 0) -> None:
+    """Start `epoch` of a train loader after its first `micro_batches_done` micro-batches (a resumed epoch):
+    its order, and the augmentation of its samples (their epoch in shared memory, for persistent workers)."""
+    if hasattr(loader, "set_epoch"):  # Accelerate's loader: it sets its sampler's epoch at each iteration
+        loader.set_epoch(epoch)
+    sampler = global_sampler(loader)
+    sampler.set_epoch(epoch)
+    sampler.start_at(micro_batches_done)
+    if isinstance(loader.dataset, SeededTransform):
+        loader.dataset.set_epoch(epoch)
+
+
+def global_sampler(loader: DataLoader) -> GlobalBatchSampler | None:
+    """The GlobalBatchSampler behind a (prepared) train loader, or None (synthetic data)."""
+    sampler = getattr(loader, "batch_sampler", None)
+    while sampler is not None and not isinstance(sampler, GlobalBatchSampler):
+        sampler = getattr(sampler, "batch_sampler", None)  # Accelerate's wrapper around it
+    return sampler
 
 
 def eval_loader(
@@ -117,8 +143,16 @@ def eval_loader(
         drop_last=False,
         collate_fn=collate_image_batch,
         worker_init_fn=ignore_stop_signals,
+        generator=own_generator(0),
         **options,
     )
+
+
+def own_generator(seed: int) -> torch.Generator:
+    """A loader's own generator: PyTorch draws each new iterator's worker seed from it (a loader without one
+    draws from the global RNG, which the model's randomness uses: 0 workers and persistent ones would
+    differ)."""
+    return torch.Generator().manual_seed(seed)
 
 
 def warn_if_below_stride(model: torch.nn.Module, size: int, key: str) -> None:
@@ -167,6 +201,8 @@ def _kill_leftover_workers() -> None:
     """Data workers still alive at exit ignore multiprocessing's SIGTERM: end them before it waits on them."""
     import multiprocessing
 
+    if multiprocessing.active_children():  # PyTorch's SIGCHLD handler would call a killed worker an error
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for child in multiprocessing.active_children():
         if child.daemon:
             child.kill()
@@ -197,11 +233,3 @@ class DataWatch:
                 file = describe(dataset, row, bad.image_column)
                 return f"data error: data.on_bad_sample: {what} image {file}"
         return None
-
-
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Start `epoch` of a prepared train loader: its order (Accelerate's seedable sampler) and the
-    augmentation of its samples (Accelerate does not pass the epoch on to a dataset under its sampler)."""
-    loader.set_epoch(epoch)
-    if isinstance(loader.dataset, SeededTransform):
-        loader.dataset.set_epoch(epoch)

@@ -21,12 +21,13 @@ class DataCfg(Section):
     format: Literal["auto", "hub", "disk", "imagefolder", "parquet", "annotations", "webdataset"] = "auto"
     """How to read `path`; "auto" detects it ("webdataset": .tar shards, read with `streaming`)."""
     streaming: bool = False
-    """Read the train split as a stream of shards (parquet or WebDataset on a local or shared filesystem,
-    e.g. written by scripts/prepare_data.py), each process its share (`split_dataset_by_node`); nothing is
+    """Read the train split from shards (parquet or WebDataset on a local or shared filesystem, e.g. written
+    by scripts/prepare_data.py) a block at a time, each process its share of every global batch; nothing is
     copied into the datasets cache. The eval split is read as usual."""
     shuffle_buffer: int | None = Field(None, ge=1)
-    """With streaming: examples in the shuffle buffer of each data worker (default 1000); the shard order
-    is shuffled too, both as a function of (seed, epoch)."""
+    """With streaming: rows shuffled together. An epoch visits the shards in a random order, each shard's
+    blocks of rows (default: parquet row groups, 1000 samples of a .tar; else this many rows) in a random
+    order, and each block's rows in a random order, all as a function of (seed, epoch)."""
     name: str | None = Field(None, min_length=1)
     """Hub configuration name, where the dataset has several."""
     image_column: str = Field("image", min_length=1)
@@ -57,7 +58,9 @@ class DataCfg(Section):
     prefetch_factor: int | None = Field(None, ge=1)
     """Batches prefetched per worker."""
     drop_last: bool = True
-    """Drop the last incomplete train batch (timm's default: every micro-batch has batch_size samples)."""
+    """Drop the rest of an epoch that fills no whole global batch (batch_size x processes x accumulate), so
+    every step has as many samples (timm drops its last incomplete batch); false: the rest is one more,
+    shorter step."""
     augment: dict[str, Any] = {}
     """Keyword arguments for timm's `create_transform` in the train pipeline (auto_augment, re_prob, ...)."""
     ann_file: str | None = Field(None, min_length=1)
@@ -124,10 +127,6 @@ class DataCfg(Section):
             )
         if self.repeated_augmentation > 1:
             raise ValueError(
-                "repeated_augmentation: its sampler indexes a map-style dataset; not with data.streaming"
-            )
-        if not self.drop_last:
-            raise ValueError(
-                "drop_last: data.streaming reads full batches only (every process the same number)"
+                "repeated_augmentation: repeats samples of a map-style dataset; not with data.streaming"
             )
         return self

@@ -26,7 +26,8 @@ class TrainCfg(Section):
     max_steps: int | None = Field(None, ge=1)
     """Train for this many optimizer steps (set this or epochs)."""
     accumulate: int = Field(1, ge=1)
-    """Micro-batches per optimizer step (MMEngine's accumulative_counts)."""
+    """Micro-batches per optimizer step (MMEngine's accumulative_counts): a step is one global batch of
+    batch_size x processes x accumulate samples."""
     precision: Literal["no", "fp16", "bf16"] = "no"
     """Autocast precision (MMEngine's AmpOptimWrapper); fp16 uses dynamic loss scaling."""
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)

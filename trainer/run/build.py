@@ -17,9 +17,7 @@ from accelerate.utils import DistributedType, ProjectConfiguration
 from timm.data import Mixup
 from torch.utils.data import DataLoader
 
-from trainer.data import build_dataloaders
-from trainer.data.sampler import RepeatedAugmentation
-from trainer.data.streaming import is_streamed, prepare_streamed
+from trainer.data import build_dataloaders, global_sampler
 from trainer.errors import RecipeError
 from trainer.model import build_model
 from trainer.optim import build_optimizer
@@ -83,20 +81,23 @@ def build_run(
                 seed=cfg["seed"],
                 num_replicas=accelerator.num_processes,
                 rank=accelerator.process_index,
+                accumulate=cfg["train"]["accumulate"],
             )
     train_dl, eval_dl = dataloaders
     optimizer = build_optimizer(model, cfg["optimizer"], cfg["paramwise"])
     if cfg["model"].get("compile"):
         model = torch.compile(model)
-    if isinstance(train_dl.sampler, RepeatedAugmentation):  # already one process's share: no resharding
+    if global_sampler(train_dl) is not None:  # this process's share of the global order: no resharding
         model, optimizer = accelerator.prepare(model, optimizer)
         train_dl = prepare_data_loader(
-            train_dl, accelerator.device, num_processes=1, process_index=0, put_on_device=True
+            train_dl,
+            accelerator.device,
+            num_processes=1,
+            process_index=0,
+            put_on_device=True,
+            non_blocking=accelerator.non_blocking,
         )
-    elif is_streamed(train_dl):  # this process's shards already: no resharding, no dispatching
-        model, optimizer = accelerator.prepare(model, optimizer)
-        train_dl = prepare_streamed(train_dl, accelerator)
-    else:
+    else:  # batches made elsewhere (the benchmark's synthetic data): Accelerate shards them
         model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     if eval_dl is not None:
         eval_dl = accelerator.prepare(eval_dl)

@@ -36,10 +36,45 @@ class TrainerState:
     """The open log window (loss sums per process, micro-batches): the first record after a resume is the
     record the uninterrupted run writes."""
     skipped_steps: int = 0
+    global_batch: int = 0
+    """Samples per optimizer step when written (batch_size x processes x accumulate); 0 before it was kept."""
+    samples_done: int = 0
+    """Samples of this epoch's global order consumed: where a resume on any number of processes continues."""
 
     def next_epoch(self) -> None:
         self.epoch += 1
         self.batches_done = 0
+
+    def mark_position(self, global_batch: int, accumulate: int) -> None:
+        """Record the position in the epoch's global order (at the end of a step, before a checkpoint)."""
+        self.global_batch = global_batch
+        self.samples_done = self.batches_done // accumulate * global_batch
+
+    def continue_as(self, global_batch: int, accumulate: int, layout: str, path: Path) -> None:
+        """Continue a checkpoint's position with this start's processes and accumulation: the same global
+        batch continues the same global order; another is a RecipeError saying how to keep it."""
+        if not self.global_batch:  # written before positions were global: the same layout is assumed
+            return
+        if global_batch != self.global_batch:
+            raise RecipeError(
+                "--resume",
+                f"{path.name} was written with a global batch of {self.global_batch} samples per step; this"
+                f" start's is {global_batch} ({layout}): a resume keeps the global batch, e.g. with"
+                f" {_keeping(self.global_batch, layout)}",
+                file="command line",
+            )
+        self.batches_done = self.samples_done // global_batch * accumulate
+
+
+def _keeping(global_batch: int, layout: str) -> str:
+    """The --set that keeps `global_batch` on this start's processes (`layout`: "b per process x p
+    processes x a accumulate")."""
+    batch, processes, accumulate = (int(part.split()[0]) for part in layout.split(" x "))
+    if global_batch % (processes * accumulate) == 0:
+        return f"--set data.batch_size={global_batch // (processes * accumulate)}"
+    if global_batch % (processes * batch) == 0:
+        return f"--set train.accumulate={global_batch // (processes * batch)}"
+    return "data.batch_size x processes x train.accumulate as before"
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:

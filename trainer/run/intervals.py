@@ -35,6 +35,9 @@ class Intervals:
         return self._due(self.checkpoint_every, state, updated, end_of_epoch)
 
     def _due(self, every: int, state: TrainerState, updated: bool, end_of_epoch: bool) -> bool:
-        """At the end of a unit (an epoch or an update) whose count is a multiple of `every`; at the end."""
+        """At the end of a unit (an epoch or an update) whose count is a multiple of `every`; after the last
+        step always, wherever in an epoch it falls."""
+        if updated and self.done(state):
+            return True
         count, unit_end = (state.epoch, end_of_epoch) if self.by_epoch else (state.step, updated)
-        return unit_end and (count % every == 0 or self.done(state))
+        return unit_end and count % every == 0

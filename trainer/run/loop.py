@@ -14,7 +14,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from trainer.data import DataWatch, close_workers, set_epoch
+from trainer.data import DataWatch, close_workers, global_sampler, set_position
 from trainer.data.transforms import batch_normalizer
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.files import WriteError, share
@@ -68,9 +68,13 @@ def train(
     output_dir = start.output_dir
     state = TrainerState()
     try:
+        samples_per_step = cfg["data"]["batch_size"] * length.accumulate * accelerator.num_processes
         if start.resume_from is not None:
             load_ema = (lambda path: _load_ema(accelerator, run, path)) if ema else None
             state = restore(accelerator, start.resume_from, optimizer, schedule, run.recipe_hparams, load_ema)
+            layout = f"{cfg['data']['batch_size']} per process x {accelerator.num_processes} processes"
+            layout += f" x {length.accumulate} accumulate"
+            state.continue_as(samples_per_step, length.accumulate, layout, start.resume_from)
         schedule.apply(optimizer, state.step)
         log = open_run_dir(accelerator, recipe, start, state)
     except BaseException:
@@ -83,7 +87,6 @@ def train(
     guard = NonFiniteGuard(accelerator.device, state.step, enabled=not skip_nonfinite)
     skips = SkipCounter(MAX_CONSECUTIVE_SKIPS, total=state.skipped_steps)  # counts go on after a resume
     kept_buffers = BufferSnapshot(model) if skip_nonfinite else None  # a skipped step keeps BatchNorm's too
-    samples_per_step = cfg["data"]["batch_size"] * length.accumulate * accelerator.num_processes
     meter = WindowMeter(accelerator, samples_per_step, state)
     progress = _progress_bar(accelerator, length.total_steps, state.step)
     watch = DataWatch(run.train_dl, run.eval_dl)  # unreadable images, counted by the data workers
@@ -95,6 +98,7 @@ def train(
     def save() -> None:
         guard.check(accelerator)  # never checkpoint weights that saw a NaN
         state.meter, state.skipped_steps = meter.state_dict(accelerator), skips.total
+        state.mark_position(samples_per_step, length.accumulate)
         _save(accelerator, state, schedule, recipe, ema)
 
     try:
@@ -147,14 +151,15 @@ def train(
                 guard.check(accelerator)
                 record = {
                     "step": state.step,
-                    "epoch": state.epoch + state.batches_done / length.batches_per_epoch,
+                    "epoch": length.epochs_done(state.epoch, state.batches_done),
                 }
                 record.update(skipped_steps=skips.total, bad_samples=watch.total())
                 _log_step(accelerator, log, progress, record, meter, optimizer, grad_norm)
             if end_of_epoch:
                 state.next_epoch()
             if due.eval_due(state, updated, end_of_epoch):
-                _run_eval(accelerator, model, ema, run.eval_dl, log, progress, schedule, state)
+                epochs = length.epochs_done(state.epoch, state.batches_done)
+                _run_eval(accelerator, model, ema, run.eval_dl, log, progress, schedule, state.step, epochs)
                 model.train()
             if due.checkpoint_due(state, updated, end_of_epoch):
                 save()
@@ -190,17 +195,19 @@ def epoch_batches(
 ) -> Iterator[Any]:
     """Micro-batches from where `state` stands, epoch after epoch, until training is done.
 
-    Each epoch's order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch, index)
-    (`set_epoch`); a resumed epoch skips the micro-batches it already consumed. The caller counts
-    `state.batches_done` and closes each full epoch.
+    Each epoch's global order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch,
+    index); a resumed epoch starts after the micro-batches it already consumed (none of them is loaded). The
+    caller counts `state.batches_done` and closes each full epoch.
     """
     while state.step < total_steps:
-        set_epoch(train_dl, state.epoch)
-        loader = train_dl
-        if state.batches_done:  # mid-epoch resume: skip what this epoch already consumed
-            loader = accelerator.skip_first_batches(train_dl, state.batches_done)
-        yield from loader
-        if state.batches_done:  # the loader ended early (uneven shards): the epoch is over
+        if global_sampler(train_dl) is not None:
+            set_position(train_dl, state.epoch, state.batches_done)
+            yield from train_dl
+        else:  # batches made elsewhere (the benchmark's synthetic data)
+            train_dl.set_epoch(state.epoch)
+            skip = state.batches_done
+            yield from accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+        if state.batches_done:  # the loader ended before the epoch's count (it should not): the epoch is over
             state.next_epoch()
 
 
@@ -257,19 +264,20 @@ def _run_eval(
     log: MetricsLog,
     progress: tqdm,
     schedule: Schedule,
-    state: TrainerState,
+    step: int,
+    epochs: float,
 ) -> None:
     """Evaluate the model (and its EMA: `ema_eval_top1`, ...), log the record, and report the model's
     metrics to the schedule (ReduceOnPlateau)."""
     metrics = evaluate(model, eval_dl, accelerator)
-    record = {"step": state.step, "epoch": state.epoch, **metrics}
+    record = {"step": step, "epoch": epochs if epochs % 1 else int(epochs), **metrics}
     if ema is not None:
         record.update({f"ema_{k}": v for k, v in evaluate(ema.module, eval_dl, accelerator).items()})
     log.write(record)
     if accelerator.is_main_process:
         progress.write(format_line(record, progress.total))
     for name, value in (("loss", metrics["eval_loss"]), *metrics.items()):
-        schedule.report_metric(name, value, state.step)
+        schedule.report_metric(name, value, step)
 
 
 def _save(

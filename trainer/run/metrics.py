@@ -46,6 +46,8 @@ class WindowMeter:
         """A window opening at `state.step`, or the one a checkpoint's `state.meter` left open."""
         self.loss_sum = torch.zeros((), device=accelerator.device)
         self.micro_batches = 0
+        self.carried = 0
+        """Micro-batches of every process in a window a checkpoint of another process count left open."""
         self.samples_per_step = samples_per_step
         self.last_time, self.last_step = time.perf_counter(), state.step
         if state.meter:
@@ -63,25 +65,31 @@ class WindowMeter:
             if accelerator.num_processes > 1
             else self.loss_sum[None]
         )
-        return {"loss_sums": sums.tolist(), "micro_batches": self.micro_batches}
+        return {"loss_sums": sums.tolist(), "micro_batches": self.micro_batches, "carried": self.carried}
 
     def load_state_dict(self, state: dict[str, Any], accelerator) -> None:
-        """Reopen a checkpoint's window on the same process count; another count starts a new window."""
-        if len(state["loss_sums"]) == accelerator.num_processes:
-            value = state["loss_sums"][accelerator.process_index]
-            self.loss_sum.fill_(float("nan") if value is None else value)  # null: a NaN kept as JSON
-            self.micro_batches = state["micro_batches"]
+        """Reopen a checkpoint's window: each process its own sum on the same process count; on another,
+        the first process carries the window's whole sum and count (the record is their mean either way)."""
+        sums = [float("nan") if s is None else s for s in state["loss_sums"]]  # null: a NaN kept as JSON
+        if len(sums) == accelerator.num_processes:
+            self.loss_sum.fill_(sums[accelerator.process_index])
+            self.micro_batches, self.carried = state["micro_batches"], state.get("carried", 0)
+            return
+        count = state["micro_batches"] * len(sums) + state.get("carried", 0)
+        self.loss_sum.fill_(sum(sums) if accelerator.process_index == 0 else 0.0)
+        self.micro_batches, self.carried = 0, count
 
     def record(self, accelerator, step: int) -> dict[str, float]:
         """Mean loss over every process's micro-batches since the last record, and samples/s; then reset.
 
         The loss is read after the all-reduce, so the window's time includes all of its queued work.
         """
-        mean_loss = accelerator.reduce(self.loss_sum, "mean").item() / self.micro_batches
+        total = accelerator.reduce(self.loss_sum, "sum").item()
+        mean_loss = total / (self.micro_batches * accelerator.num_processes + self.carried)
         now = time.perf_counter()
         speed = (step - self.last_step) * self.samples_per_step / (now - self.last_time)
         self.loss_sum.zero_()
-        self.micro_batches = 0
+        self.micro_batches, self.carried = 0, 0
         self.last_time, self.last_step = now, step
         return {"loss": mean_loss, "samples_per_sec": speed}
 

@@ -199,7 +199,6 @@ def _read_holder(fd: int) -> str:
     return f"pid {info.get('pid')} on host {info.get('host')} since {info.get('started')}"
 
 
-
 class _NoLock:
     """What processes other than the main one hold: the main process holds the folder for the run."""
 

@@ -18,13 +18,14 @@ from trainer.schedule.validate import Entry
 
 
 def batches_per_epoch(
-    num_samples: int, batch_size: int, *, num_processes: int = 1, drop_last: bool = True
+    num_samples: int, batch_size: int, *, num_processes: int = 1, drop_last: bool = True, accumulate: int = 1
 ) -> int:
-    """Micro-batches each process sees per epoch once Accelerate shards the loader (even_batches=True)."""
-    batches = num_samples // batch_size if drop_last else -(-num_samples // batch_size)
-    if drop_last:
-        return batches // num_processes
-    return -(-batches // num_processes)
+    """Micro-batches each process sees per epoch in the global order (trainer.data.order): `accumulate` per
+    whole global batch of batch_size x num_processes x accumulate samples, and without `drop_last` the rest
+    as one more, shorter step."""
+    share = batch_size * num_processes
+    full, rest = divmod(num_samples, share * accumulate)
+    return full * accumulate + (0 if drop_last or rest == 0 else -(-rest // share))
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,13 @@ class TrainingLength:
 
     @property
     def steps_per_epoch(self) -> int:
-        """ceil(batches_per_epoch / accumulate): the last window of an epoch may be short."""
+        """ceil(batches_per_epoch / accumulate): without drop_last the last step of an epoch may be short."""
         return -(-self.batches_per_epoch // self.accumulate)
+
+    def epochs_done(self, epoch: int, batches_done: int) -> float:
+        """Where training stands in epochs: whole epochs plus the share of this epoch's steps done (the same
+        on any number of processes and with any accumulation of one global batch)."""
+        return epoch + -(-batches_done // self.accumulate) / self.steps_per_epoch
 
     def window(self, batches_done: int) -> int:
         """The real length of the accumulation window that micro-batch `batches_done` (0-based) belongs to."""
@@ -63,7 +69,8 @@ class TrainingLength:
 def steps_per_epoch(
     dataset_size: int, batch_size: int, accumulate: int, num_processes: int = 1, drop_last: bool = True
 ) -> int:
-    """Optimizer steps per epoch: ceil(batches_per_epoch / accumulate); the last window may be short."""
+    """Optimizer steps per epoch: whole global batches of batch_size x num_processes x accumulate samples,
+    and without `drop_last` one more, shorter step for the rest."""
     for name, value in (
         ("dataset_size", dataset_size),
         ("batch_size", batch_size),
@@ -72,9 +79,13 @@ def steps_per_epoch(
     ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    batches = batches_per_epoch(dataset_size, batch_size, num_processes=num_processes, drop_last=drop_last)
+    batches = batches_per_epoch(
+        dataset_size, batch_size, num_processes=num_processes, drop_last=drop_last, accumulate=accumulate
+    )
     if batches < 1:
-        raise ValueError(f"{dataset_size} samples give no full batch of {batch_size} per process")
+        raise ValueError(
+            f"{dataset_size} samples give no full step of {batch_size} x {num_processes} x {accumulate}"
+        )
     return TrainingLength.of(batches, {"accumulate": accumulate, "max_steps": 1}).steps_per_epoch
 
 

@@ -33,18 +33,21 @@ SHARD_FORMATS = {".parquet": "parquet", ".tar": "webdataset"}
 ROW_GROUP_SIZE = 100
 """Rows per parquet row group written by prepare (datasets' choice for image data): reading one row reads
 at most this many images."""
+TAR_BLOCK = 1000
+"""Samples of a .tar shuffled together in a streamed epoch (each is read at its own offset)."""
 _SEP = r"[-._ 0-9/]"
-INDEX = "__index__"
-"""The column a stream's examples carry their global index in."""
 
 
 @dataclass(frozen=True)
 class Shards:
-    """One split's shard files (sorted), their format and row counts."""
+    """One split's shard files (sorted), their format, row counts and blocks: the rows read together (a
+    parquet row group; TAR_BLOCK samples of a .tar), the unit a streamed epoch shuffles and reads."""
 
     files: tuple[str, ...]
     fmt: str
     rows: tuple[int, ...]
+    blocks: tuple[tuple[int, ...], ...] = ()
+    """Rows per block, per shard."""
 
     @property
     def total(self) -> int:
@@ -82,12 +85,54 @@ class Shards:
             ) from None
         return Split(split, ds, ds.features)
 
-    def read_row(self, row: int, columns: Sequence[str]) -> dict[str, Any]:
-        """Global row `row`'s `columns`, undecoded (images as {bytes, path}), read from its shard alone."""
-        shard, local = self.locate(row)
-        if self.fmt == "parquet":
-            return _parquet_row(self.files[shard], local, columns)
-        return _tar_row(self.files[shard], local, columns)
+
+class ShardReader:
+    """Rows by global index, read from their shards: a parquet row's whole row group is read once and kept
+    (the next rows of a block come from memory), a .tar sample is read at its offset (an index of the
+    members, made once per file). Each process (data worker) keeps its own open files and blocks."""
+
+    KEPT_BLOCKS = 4
+
+    def __init__(self, shards: Shards, columns: Sequence[str]) -> None:
+        self.shards, self.columns = shards, list(columns)
+        self._pid, self._files, self._blocks, self._tar = -1, {}, {}, {}
+
+    def __getstate__(self) -> dict[str, Any]:  # a data worker opens its own files
+        return {"shards": self.shards, "columns": self.columns}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["shards"], state["columns"])
+
+    def _own(self) -> None:
+        if self._pid != os.getpid():  # a forked worker: never share the parent's open files
+            self._pid, self._files, self._blocks, self._tar = os.getpid(), {}, {}, {}
+
+    def read(self, row: int) -> dict[str, Any]:
+        """Global row `row`'s columns, undecoded (images as {bytes, path})."""
+        self._own()
+        shard, local = self.shards.locate(row)
+        if self.shards.fmt == "parquet":
+            return self._parquet(shard, local)
+        index = self._tar.get(shard)
+        if index is None:
+            index = self._tar[shard] = tar_index(self.shards.files[shard])
+        return _tar_sample(self.shards.files[shard], index[local], self.columns)
+
+    def _parquet(self, shard: int, local: int) -> dict[str, Any]:
+        sizes = self.shards.blocks[shard]
+        starts = np.cumsum((0, *sizes[:-1]))
+        group = int(np.searchsorted(starts, local, side="right")) - 1
+        key = (shard, group)
+        rows = self._blocks.pop(key, None)
+        if rows is None:
+            reader = self._files.get(shard)
+            if reader is None:
+                reader = self._files[shard] = pq.ParquetFile(self.shards.files[shard])
+            rows = reader.read_row_group(group, columns=self.columns).to_pylist()
+            while len(self._blocks) >= self.KEPT_BLOCKS:
+                self._blocks.pop(next(iter(self._blocks)))
+        self._blocks[key] = rows  # the most recent last
+        return rows[local - int(starts[group])]
 
 
 def find_shards(path: str, fmt: str) -> tuple[str, dict[str, list[str]]]:
@@ -153,9 +198,20 @@ def pick_split(splits: dict[str, list[str]], name: str, key: str, path: str, hin
 
 
 def count_rows(files: Sequence[str], fmt: str) -> Shards:
-    """The split's shards with their row counts: parquet footers, or .tar headers (cached per file)."""
-    rows = [parquet_meta(f).num_rows if fmt == "parquet" else _tar_samples(f) for f in files]
-    return Shards(tuple(files), fmt, tuple(rows))
+    """The split's shards with their row counts and blocks: parquet footers (row groups), or .tar headers
+    (cached per file; blocks of TAR_BLOCK samples)."""
+    rows, blocks = [], []
+    for file in files:
+        if fmt == "parquet":
+            meta = parquet_meta(file)
+            groups = tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+            rows.append(meta.num_rows)
+            blocks.append(tuple(g for g in groups if g) or (0,))
+        else:
+            count = len(tar_index(file))
+            rows.append(count)
+            blocks.append(tuple(min(TAR_BLOCK, count - s) for s in range(0, count, TAR_BLOCK)) or (0,))
+    return Shards(tuple(files), fmt, tuple(rows), tuple(blocks))
 
 
 def parquet_meta(file: str) -> Any:
@@ -188,27 +244,6 @@ def parquet_column_range(files: Sequence[str], column: str) -> tuple[int, int, i
     return None if low is None else (int(low), int(high), nulls)
 
 
-def iter_rows(file: str, fmt: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """A shard's rows in file order, `columns` only, undecoded: images as {bytes, path}."""
-    if fmt == "parquet":
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=ROW_GROUP_SIZE, columns=list(columns)):
-            yield from batch.to_pylist()
-    else:
-        yield from _tar_samples_of(file, columns)
-
-
-def _parquet_row(file: str, local: int, columns: Sequence[str]) -> dict[str, Any]:
-    reader = pq.ParquetFile(file)
-    start = 0
-    for group in range(reader.metadata.num_row_groups):
-        size = reader.metadata.row_group(group).num_rows
-        if local < start + size:
-            table = reader.read_row_group(group, columns=list(columns))
-            return table.slice(local - start, 1).to_pylist()[0]
-        start += size
-    raise IndexError(f"{file!r} has no row {local}")
-
-
 def _tar_members(file: str) -> Iterator[tuple[tarfile.TarFile, str, tarfile.TarInfo]]:
     """(tar, sample key, member) of every regular, non-hidden file in a .tar, as datasets' WebDataset
     reads them; a sample is a run of members sharing a key."""
@@ -224,8 +259,10 @@ def _tar_members(file: str) -> Iterator[tuple[tarfile.TarFile, str, tarfile.TarI
             tar.members = []  # headers only: keep memory flat on large shards
 
 
-def _tar_samples(file: str) -> int:
-    """Samples in a .tar, from its headers; cached by path, size and mtime."""
+def tar_index(file: str) -> list[dict[str, list[int]]]:
+    """Per sample of a .tar (a run of members sharing a key, as datasets' WebDataset reads them): each
+    field's [data offset, size, name] in the file; from its headers once, then cached by path, size and
+    mtime in the datasets cache."""
     import datasets
 
     try:
@@ -233,65 +270,57 @@ def _tar_samples(file: str) -> int:
     except OSError as err:
         raise RecipeError("data.path", f"cannot read shard {file!r}: {err}") from None
     digest = hashlib.sha1(os.path.abspath(file).encode()).hexdigest()[:20]
-    cache = Path(datasets.config.HF_DATASETS_CACHE) / "trainer_shard_rows" / f"{digest}.json"
+    cache = Path(datasets.config.HF_DATASETS_CACHE) / "trainer_shard_index" / f"{digest}.json"
     stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:
         cached = json.loads(cache.read_text())
         if {k: cached.get(k) for k in stamp} == stamp:
-            return int(cached["rows"])
+            return cached["samples"]
     except (OSError, ValueError, KeyError):
         pass
-    count, last = 0, None
+    samples: list[dict[str, list[Any]]] = []
+    last = None
     try:
-        for _, key, _ in _tar_members(file):
+        for _, key, info in _tar_members(file):
             if key != last:
-                count, last = count + 1, key
+                samples.append({})
+                last = key
+            field = info.name[len(key) + 1 :]
+            samples[-1][field] = [info.offset_data, info.size, f"{os.path.basename(key)}.{field}"]
     except (OSError, tarfile.TarError) as err:
         raise RecipeError("data.path", f"cannot read shard {file!r}: {type(err).__name__}: {err}") from None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({**stamp, "rows": count}))
+        tmp.write_text(json.dumps({**stamp, "samples": samples}))
         os.replace(tmp, cache)
     except OSError:
-        pass  # a read-only cache only costs the count next time
-    return count
+        pass  # a read-only cache only costs the headers' read next time
+    return samples
 
 
-def _tar_samples_of(file: str, columns: Sequence[str], only: int | None = None) -> Iterator[dict[str, Any]]:
-    """The samples of a .tar (or sample `only` alone), `columns` decoded as datasets' WebDataset does:
-    images {bytes, path}, "cls" and the like ints; a column the sample lacks is None. Members of other
-    columns, and of other samples than `only`, are skipped unread."""
+def _tar_sample(file: str, fields: dict[str, list[Any]], columns: Sequence[str]) -> dict[str, Any]:
+    """A sample's `columns` read at their offsets, decoded as datasets' WebDataset does: images as
+    {bytes, path}, "cls" and the like ints; a column the sample lacks is None."""
     from datasets.packaged_modules.webdataset.webdataset import WebDataset
 
-    number, last, found = -1, None, None
-    for tar, key, info in _tar_members(file):
-        if key != last:
-            if found is not None:
-                yield {column: found.get(column) for column in columns}
-                if only is not None:
-                    return
-            number, last = number + 1, key
-            found = {} if only is None or number == only else None
-        field = info.name[len(key) + 1 :]
-        if found is None or field not in columns:
-            continue
-        data = tar.extractfile(info).read()
-        extension = field.rsplit(".", 1)[-1].lower()
-        if extension in WebDataset.IMAGE_EXTENSIONS:
-            found[field] = {"bytes": data, "path": f"{os.path.basename(key)}.{field}"}
-        elif extension in WebDataset.DECODERS:
-            found[field] = WebDataset.DECODERS[extension](data)
-        else:
-            found[field] = data
-    if found is not None:
-        yield {column: found.get(column) for column in columns}
-
-
-def _tar_row(file: str, local: int, columns: Sequence[str]) -> dict[str, Any]:
-    for row in _tar_samples_of(file, columns, only=local):
-        return row
-    raise IndexError(f"{file!r} has no sample {local}")
+    out: dict[str, Any] = {}
+    with open(file, "rb") as f:
+        for column in columns:
+            if column not in fields:
+                out[column] = None
+                continue
+            offset, size, name = fields[column]
+            f.seek(offset)
+            data = f.read(size)
+            extension = column.rsplit(".", 1)[-1].lower()
+            if extension in WebDataset.IMAGE_EXTENSIONS:
+                out[column] = {"bytes": data, "path": name}
+            elif extension in WebDataset.DECODERS:
+                out[column] = WebDataset.DECODERS[extension](data)
+            else:
+                out[column] = data
+    return out
 
 
 class ShardSource:
@@ -332,30 +361,20 @@ def shard_features(shards: Shards, split: str) -> Any:
 
 
 class ShardRows:
-    """The rows of a split by global index, as `SeededTransform` and `BadSamples` index a Dataset: the rows
-    of the batch in hand (`hold`), any other read from its shard (an unreadable image's replacement, the row
-    a warning names). Images are decoded on access."""
+    """The rows of a sharded split by global index, as `SeededTransform` and `BadSamples` index a Dataset,
+    each read from its shard (`ShardReader`: a block at a time). Images are decoded on access."""
 
     def __init__(self, shards: Shards, image_column: str, label_column: str) -> None:
         self.shards = shards
         self.image_column = image_column
         self.column_names = [image_column, label_column]
-        self._held: dict[int, dict[str, Any]] = {}
-
-    def hold(self, examples: list[dict[str, Any]]) -> None:
-        self._held = {int(example[INDEX]): example for example in examples}
-
-    def release(self) -> None:
-        self._held = {}
+        self.reader = ShardReader(shards, self.column_names)
 
     def __len__(self) -> int:
         return self.shards.total
 
     def raw(self, row: int) -> dict[str, Any]:
-        held = self._held.get(row)
-        if held is not None:
-            return held
-        raw = self.shards.read_row(row, self.column_names)
+        raw = dict(self.reader.read(row))
         image = raw[self.image_column]
         if isinstance(image, bytes):  # a binary column: the Image struct the stream casts it to
             raw[self.image_column] = {"bytes": image, "path": None}
