@@ -11,7 +11,7 @@ from trainer.port.classifier import ClassifierPort, map_classifier
 from trainer.port.config import Source, read_config
 from trainer.port.data import map_data
 from trainer.port.freeze import freeze_rules
-from trainer.port.names import mmpretrain_names, report_bias_differences
+from trainer.port.names import mmpretrain_names, report_bias_differences, report_timm_only
 from trainer.port.optim import LAYER_DECAY_VERIFIED, OptimPort, map_optim_wrapper
 from trainer.port.report import Report
 from trainer.port.rules import translate_custom_keys
@@ -79,6 +79,8 @@ def _port(cfg: dict[str, Any], options: PortOptions, report: Report) -> tuple[di
         recipe.setdefault("paramwise", {})["rules"] = rules
     if mm_names is not None:
         report_bias_differences(mm_names, optim.paramwise, "optim_wrapper.paramwise_cfg", report)
+        settings = bool(optim.paramwise or optim.custom_keys)
+        report_timm_only(classifier.family, recipe["model"]["name"], mm_names, settings, report)
     if optim.layer_decay and classifier.family not in LAYER_DECAY_VERIFIED:
         report.skip(
             "optim_wrapper.constructor",

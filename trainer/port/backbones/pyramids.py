@@ -79,7 +79,7 @@ def _swin_v2(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
         kwargs["pretrained_window_sizes"] = list(pretrained)
     used = {"arch", "img_size", "window_size", "drop_path_rate", "pretrained_window_sizes"}
     check_args(backbone, key, report, used, {**SWIN_SAME, "pad_small_map": False, "stage_cfgs": {}}, name)
-    return TimmModel(name, kwargs)
+    return TimmModel(name, kwargs, "swinv2")
 
 
 @handles("ConvNeXt")

@@ -54,7 +54,7 @@ def _resnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     require(name)
     if backbone.get("drop_path_rate"):
         kwargs |= drop_path(backbone)  # both decay it linearly from 0 over the blocks
-    family = "resnet" if not prefix and not name.startswith("wide") else None
+    family = "resnet" if not prefix else None
     frozen = {"frozen_stages"} if family else set()  # trainer.port.freeze writes its freeze rules
     check_args(backbone, key, report, used | {"drop_path_rate"} | frozen, same, name)
     return TimmModel(name, kwargs, family)

@@ -5,27 +5,29 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from trainer.port.tables.base import Rename
+from trainer.port.tables.base import Table
 from trainer.port.tables.convnets import REPVGG, resnet
-from trainer.port.tables.pyramids import CONVNEXT, SWIN
-from trainer.port.tables.vits import BEIT, VIT
+from trainer.port.tables.pyramids import CONVNEXT, SWIN, SWIN_V2
+from trainer.port.tables.vits import BEIT, VIT, XCIT
 
 
-def _resnet(model_name: str) -> list[Rename] | None:
-    if re.fullmatch(r"resnext\d+_\d+x\d+d", model_name):
-        return resnet(deep_stem=False, avg_down=False)
+def _resnet(model_name: str) -> Table | None:
+    if re.fullmatch(r"resnext\d+_\d+x\d+d|wide_resnet\d+_2", model_name):
+        return Table(resnet(deep_stem=False, avg_down=False))
     suffix = re.fullmatch(r"resnet\d+([cd]?)", model_name)
     if suffix is None:
         return None
-    return resnet(deep_stem=suffix[1] in ("c", "d"), avg_down=suffix[1] == "d")
+    return Table(resnet(deep_stem=suffix[1] in ("c", "d"), avg_down=suffix[1] == "d"))
 
 
-FAMILIES: dict[str, Callable[[str], list[Rename] | None]] = {
-    "vit": lambda _: VIT,
-    "beit": lambda _: BEIT,
-    "swin": lambda _: SWIN,
-    "convnext": lambda _: CONVNEXT,
+FAMILIES: dict[str, Callable[[str], Table | None]] = {
+    "vit": lambda _: Table(VIT),
+    "beit": lambda _: Table(BEIT),
+    "swin": lambda _: Table(SWIN),
+    "convnext": lambda _: Table(CONVNEXT),
     "resnet": _resnet,
-    "repvgg": lambda _: REPVGG,
+    "repvgg": lambda _: Table(REPVGG),
+    "xcit": lambda _: Table(XCIT),
+    "swinv2": lambda _: Table(SWIN_V2),
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

@@ -35,3 +35,16 @@ CONVNEXT = rules(
     (r"head\.norm\.(\w+)", r"backbone.norm3.\1"),
     (r"head\.fc\.(\w+)", r"HEAD.\1"),
 )
+
+SWIN_V2 = rules(
+    (r"patch_embed\.proj\.(\w+)", r"backbone.patch_embed.projection.\1"),
+    (r"patch_embed\.norm\.(\w+)", r"backbone.patch_embed.norm.\1"),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.(norm[12])\.(\w+)", r"backbone.stages.\1.blocks.\2.\3.\4"),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.attn\.(.+)", r"backbone.stages.\1.blocks.\2.attn.w_msa.\3"),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.stages.\1.blocks.\2.ffn.layers.0.0.\3"),
+    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.stages.\1.blocks.\2.ffn.layers.1.\3"),
+    (r"layers\.(\d+)\.downsample\.(norm|reduction)\.(\w+)", r"backbone.stages.\1.downsample.\2.\3"),
+    (r"norm\.(\w+)", r"backbone.norm3.\1"),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
+"""timm's swinv2_* on MMPretrain's SwinTransformerV2 (both downsample at the start of a stage)."""

@@ -35,3 +35,25 @@ BEIT = rules(
     (r"head\.(\w+)", r"HEAD.\1"),
 )
 """timm's beit_* (and, with absolute position embeddings and no layer scale, its eva_*) on BEiTViT."""
+
+XCIT = rules(
+    (r"cls_token", r"backbone.cls_token"),
+    (r"patch_embed\.proj\.(\d+)\.0\.(\w+)", lambda m: f"backbone.patch_embed.proj.{int(m[1]) // 2}.conv.{m[2]}"),
+    (r"patch_embed\.proj\.(\d+)\.1\.(\w+)", lambda m: f"backbone.patch_embed.proj.{int(m[1]) // 2}.bn.{m[2]}"),
+    (r"pos_embed\.token_projection\.(\w+)", r"backbone.pos_embed.token_projection.conv.\1"),
+    (r"blocks\.(\d+)\.(gamma[123])", r"backbone.xca_layers.\1.\2"),
+    (r"blocks\.(\d+)\.(norm[123])\.(\w+)", r"backbone.xca_layers.\1.\2.\3"),
+    (r"blocks\.(\d+)\.attn\.(temperature|qkv\.\w+|proj\.\w+)", r"backbone.xca_layers.\1.attn.\2"),
+    (r"blocks\.(\d+)\.local_mp\.(conv[12])\.(\w+)", r"backbone.xca_layers.\1.local_mp.\2.conv.\3"),
+    (r"blocks\.(\d+)\.local_mp\.bn\.(\w+)", r"backbone.xca_layers.\1.local_mp.conv1.bn.\2"),
+    (r"blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.xca_layers.\1.ffn.layers.0.0.\2"),
+    (r"blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.xca_layers.\1.ffn.layers.1.\2"),
+    (r"cls_attn_blocks\.(\d+)\.(gamma[12])", r"backbone.ca_layers.\1.\2"),
+    (r"cls_attn_blocks\.(\d+)\.(norm[12])\.(\w+)", r"backbone.ca_layers.\1.\2.\3"),
+    (r"cls_attn_blocks\.(\d+)\.attn\.([qkv]|proj)\.(\w+)", r"backbone.ca_layers.\1.attn.\2.\3"),
+    (r"cls_attn_blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.ca_layers.\1.ffn.layers.0.0.\2"),
+    (r"cls_attn_blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.ca_layers.\1.ffn.layers.1.\2"),
+    (r"norm\.(\w+)", r"backbone.norm.\1"),
+    (r"head\.(\w+)", r"HEAD.\1"),
+)
+"""timm's xcit_* on MMPretrain's XCiT."""
