@@ -26,7 +26,8 @@ class Kind(Enum):
     PART = "part"
     """A slice of one MMPretrain parameter that several timm parameters share: the timm name's pattern."""
     TIMM_ONLY = "timm_only"
-    """A timm parameter MMPretrain's model lacks, renamed to the name it would have: the timm name's pattern."""
+    """A timm parameter MMPretrain's model lacks, renamed as it would be named there: the timm name's
+    pattern."""
     MMPRETRAIN_ONLY = "mmpretrain_only"
     """An MMPretrain parameter no timm parameter renames to: the MMPretrain name's pattern."""
 

@@ -38,8 +38,7 @@ BEIT = rules(
 
 XCIT = rules(
     (r"cls_token", r"backbone.cls_token"),
-    (r"patch_embed\.proj\.(\d+)\.0\.(\w+)", lambda m: f"backbone.patch_embed.proj.{int(m[1]) // 2}.conv.{m[2]}"),
-    (r"patch_embed\.proj\.(\d+)\.1\.(\w+)", lambda m: f"backbone.patch_embed.proj.{int(m[1]) // 2}.bn.{m[2]}"),
+    (r"patch_embed\.proj\.(\d+)\.([01])\.(\w+)", lambda m: _xcit_patch_embed(int(m[1]), int(m[2]), m[3])),
     (r"pos_embed\.token_projection\.(\w+)", r"backbone.pos_embed.token_projection.conv.\1"),
     (r"blocks\.(\d+)\.(gamma[123])", r"backbone.xca_layers.\1.\2"),
     (r"blocks\.(\d+)\.(norm[123])\.(\w+)", r"backbone.xca_layers.\1.\2.\3"),
@@ -57,3 +56,8 @@ XCIT = rules(
     (r"head\.(\w+)", r"HEAD.\1"),
 )
 """timm's xcit_* on MMPretrain's XCiT."""
+
+
+def _xcit_patch_embed(index: int, layer: int, attr: str) -> str:
+    """timm's (conv, bn) pairs sit between GELUs (indices 0, 2, 4, ...); MMPretrain's ConvModules do not."""
+    return f"backbone.patch_embed.proj.{index // 2}.{('conv', 'bn')[layer]}.{attr}"
