@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable
 
 from trainer.port.tables.base import Table
-from trainer.port.tables.convnets import REPVGG, resnet
+from trainer.port.tables.convnets import MOBILEONE, REPVGG, resnet
+from trainer.port.tables.mobile import LEVIT
 from trainer.port.tables.pyramids import CONVNEXT, SWIN, SWIN_V2
 from trainer.port.tables.vits import BEIT, VIT, XCIT
 
@@ -29,5 +30,7 @@ FAMILIES: dict[str, Callable[[str], Table | None]] = {
     "repvgg": lambda _: Table(REPVGG),
     "xcit": lambda _: Table(XCIT),
     "swinv2": lambda _: Table(SWIN_V2),
+    "mobileone": lambda _: Table(MOBILEONE),
+    "levit": lambda _: LEVIT,
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

@@ -57,3 +57,27 @@ REPVGG = rules(
 def _repvgg_branch(block: str, m: re.Match[str], skip: int = 0) -> str:
     branch, layer, attr = m[1 + skip], m[2 + skip], m[3 + skip]
     return f"{block}.{_REPVGG_BRANCHES[branch]}.{'conv' if layer == 'conv' else 'norm'}.{attr}"
+
+
+def _mobileone_branch(m: re.Match[str]) -> str:
+    block = "backbone.stage0" if m[1] == "stem" else f"backbone.stage{int(m[2]) + 1}.{m[3]}"
+    branch = f"branch_conv_list.{m[5]}" if m[4] == "conv_kxk" else "branch_scale"
+    return f"{block}.{branch}.{'conv' if m[6] == 'conv' else 'norm'}.{m[7]}"
+
+
+MOBILEONE = rules(
+    (
+        r"(stem|stages\.(\d)\.(\d+))\.(conv_kxk|conv_scale)\.?(\d*)\.(conv|bn)\.(\w+)",
+        _mobileone_branch,
+    ),
+    (
+        r"stages\.(\d)\.(\d+)\.identity\.(\w+)",
+        lambda m: f"backbone.stage{int(m[1]) + 1}.{m[2]}.branch_norm.{m[3]}",
+    ),
+    (
+        r"stages\.(\d)\.(\d+)\.attn\.fc([12])\.(\w+)",
+        lambda m: f"backbone.stage{int(m[1]) + 1}.{m[2]}.se.conv{m[3]}.conv.{m[4]}",
+    ),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
+"""timm's mobileone_* (training form) on MMPretrain's MobileOne (deploy=False)."""

@@ -1,0 +1,53 @@
+"""Names of the mobile hybrids: LeViT."""
+
+from __future__ import annotations
+
+import re
+
+from trainer.port.tables.base import Difference, Kind, Table, rules
+
+_LEVIT_ATTN = {"qkv": "qkv", "kv": "kv", "q.ln": "q.1", "proj.ln": "proj.1"}
+
+
+def _levit_stem(m: re.Match[str]) -> str:
+    layer = "conv" if m[2] == "linear" else "bn"
+    return f"backbone.patch_embed.patch_embed.{2 * (int(m[1]) - 1)}.{layer}.{m[3]}"
+
+
+def _levit_block(m: re.Match[str]) -> str:
+    """MMPretrain's stage is one sequence: (subsample, its MLP) from the second stage on, then (attention,
+    MLP) per block, each but the subsample in a Residual (`.block`)."""
+    stage, index, part, rest = int(m[1]), int(m[2]), m[3], m[4]
+    position = (0 if stage == 0 else 2) + 2 * index + (part == "mlp")
+    return f"backbone.stages.{stage}.{position}.block.{_levit_sub(rest)}"
+
+
+def _levit_downsample(m: re.Match[str]) -> str:
+    if m[2] == "attn_downsample":
+        return f"backbone.stages.{m[1]}.0.{_levit_sub(m[3])}"
+    return f"backbone.stages.{m[1]}.1.block.{_levit_sub(m[3])}"
+
+
+def _levit_sub(rest: str) -> str:
+    for timm, mm in (*_LEVIT_ATTN.items(), ("ln1", "linear1"), ("ln2", "linear2")):
+        if rest.startswith(f"{timm}."):
+            return f"{mm}.{rest[len(timm) + 1 :]}"
+    return rest
+
+
+LEVIT = Table(
+    rules(
+        (r"stem\.conv(\d)\.(linear|bn)\.(\w+)", _levit_stem),
+        (r"stages\.(\d)\.blocks\.(\d+)\.(attn|mlp)\.(.+)", _levit_block),
+        (r"stages\.(\d)\.downsample\.(attn_downsample|mlp)\.(.+)", _levit_downsample),
+        (r"head\.(bn|linear)\.(\w+)", r"HEAD.\1.\2"),
+    ),
+    (
+        Difference(
+            Kind.MMPRETRAIN_ONLY,
+            r"head\.head_dist\..+",
+            "the distillation classifier of LeViTClsHead(distillation=True), which MMPretrain cannot train",
+        ),
+    ),
+)
+"""timm's levit_* (distilled=False) on MMPretrain's LeViT with its LeViTClsHead."""
