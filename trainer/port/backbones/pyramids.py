@@ -164,4 +164,9 @@ def _poolformer(backbone: dict[str, Any], key: str, report: Report) -> TimmModel
     same |= {"in_patch_size": 7, "in_stride": 4, "in_pad": 2, "down_patch_size": 3, "down_stride": 2}
     same |= {"down_pad": 1, "out_indices": -1, "frozen_stages": 0}
     check_args(backbone, key, report, {"arch", "drop_path_rate", "drop_rate"}, same, name)
+    report.skip(
+        key,
+        "MMPretrain's PoolFormer normalizes the last feature map (GroupNorm, one group), then pools; timm's "
+        f"{name} pools and then normalizes (LayerNorm2d, eps 1e-6)",
+    )
     return TimmModel(name, kwargs, "poolformer")

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from trainer.port.tables.base import Table
 from trainer.port.tables.convnets import MOBILEONE, REPVGG, resnet
-from trainer.port.tables.mobile import LEVIT
-from trainer.port.tables.pyramids import CONVNEXT, SWIN, SWIN_V2
+from trainer.port.tables.mobile import LEVIT, TINYVIT
+from trainer.port.tables.pyramids import CONVNEXT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2
 from trainer.port.tables.vits import BEIT, VIT, XCIT
 
 
@@ -32,5 +32,8 @@ FAMILIES: dict[str, Callable[[str], Table | None]] = {
     "swinv2": lambda _: Table(SWIN_V2),
     "mobileone": lambda _: Table(MOBILEONE),
     "levit": lambda _: LEVIT,
+    "tinyvit": lambda _: TINYVIT,
+    "edgenext": lambda _: Table(EDGENEXT),
+    "poolformer": lambda _: Table(POOLFORMER),
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

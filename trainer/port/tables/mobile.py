@@ -1,4 +1,4 @@
-"""Names of the mobile hybrids: LeViT."""
+"""Names of the mobile hybrids: LeViT, TinyViT."""
 
 from __future__ import annotations
 
@@ -51,3 +51,31 @@ LEVIT = Table(
     ),
 )
 """timm's levit_* (distilled=False) on MMPretrain's LeViT with its LeViTClsHead."""
+
+
+_TINYVIT_CONV_BN = {"conv": "conv2d", "bn": "bn2d"}
+"""MMPretrain's Conv2d-BN pairs name their layers conv2d and bn2d."""
+
+
+def _tinyvit_stage_conv(m: re.Match[str]) -> str:
+    """Stage i's downsampling is timm's stage i + 1's."""
+    stage = int(m[1]) - (1 if m[2].startswith("downsample.") else 0)
+    return f"backbone.stages.{stage}.{m[2]}.{_TINYVIT_CONV_BN[m[3]]}.{m[4]}"
+
+
+TINYVIT = Table(
+    rules(
+        (
+            r"patch_embed\.conv([12])\.(conv|bn)\.(\w+)",  # a Sequential with a GELU between
+            lambda m: f"backbone.patch_embed.seq.{2 * int(m[1]) - 2}.{_TINYVIT_CONV_BN[m[2]]}.{m[3]}",
+        ),
+        (
+            r"stages\.(\d)\.(blocks\.\d+\.(?:conv[123]|local_conv)|downsample\.conv[123])\.(conv|bn)\.(\w+)",
+            _tinyvit_stage_conv,
+        ),
+        (r"stages\.(\d)\.blocks\.(\d+)\.(attn|mlp)\.(.+)", r"backbone.stages.\1.blocks.\2.\3.\4"),
+        (r"head\.norm\.(\w+)", r"backbone.norm3.\1"),
+        (r"head\.fc\.(\w+)", r"HEAD.\1"),
+    )
+)
+"""timm's tiny_vit_* on MMPretrain's TinyViT."""

@@ -1,6 +1,8 @@
-"""Names of the multi-stage networks: Swin and ConvNeXt."""
+"""Names of the multi-stage networks: Swin V1/V2, ConvNeXt, EdgeNeXt, PoolFormer."""
 
 from __future__ import annotations
+
+import re
 
 from trainer.port.tables.base import rules
 
@@ -48,3 +50,51 @@ SWIN_V2 = rules(
     (r"head\.fc\.(\w+)", r"HEAD.\1"),
 )
 """timm's swinv2_* on MMPretrain's SwinTransformerV2 (both downsample at the start of a stage)."""
+
+_EDGENEXT_BLOCK = {
+    "conv_dw": "depthwise_conv",
+    "mlp.fc1": "pointwise_conv1",
+    "mlp.fc2": "pointwise_conv2",
+    "gamma_xca": "gamma_csa",
+    "convs": "conv_modules",
+    "pos_embd.token_projection": "pos_embed.proj",
+    "norm_xca": "norm_csa",
+    "xca.temperature": "csa.scale",
+    "xca": "csa",
+}
+"""timm's EdgeNeXt block parts -> MMPretrain's (its SDTA block calls cross-covariance attention csa)."""
+
+
+def _edgenext_block(m: re.Match[str]) -> str:
+    rest = m[3]
+    for timm, mm in _EDGENEXT_BLOCK.items():
+        if rest == timm or rest.startswith(f"{timm}."):
+            rest = mm + rest[len(timm) :]
+            break
+    return f"backbone.stages.{m[1]}.{m[2]}.{rest}"
+
+
+EDGENEXT = rules(
+    (r"stem\.([01])\.(\w+)", r"backbone.downsample_layers.0.\1.\2"),
+    (r"stages\.(\d)\.downsample\.([01])\.(\w+)", r"backbone.downsample_layers.\1.\2.\3"),
+    (r"stages\.(\d)\.blocks\.(\d+)\.(.+)", _edgenext_block),
+    (r"head\.norm\.(\w+)", r"backbone.norm3.\1"),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
+"""timm's edgenext_* on MMPretrain's EdgeNeXt (downsample_layers as ConvNeXt's)."""
+
+
+def _poolformer_block(m: re.Match[str]) -> str:
+    """MMPretrain's `network` alternates stages (2i) and the patch embeddings between them (2i + 1)."""
+    rest = re.sub(r"^layer_scale([12])\.scale$", r"layer_scale_\1", m[3])
+    return f"backbone.network.{2 * int(m[1])}.{m[2]}.{rest}"
+
+
+POOLFORMER = rules(
+    (r"stem\.conv\.(\w+)", r"backbone.patch_embed.proj.\1"),
+    (r"stages\.(\d)\.downsample\.conv\.(\w+)", lambda m: f"backbone.network.{2 * int(m[1]) - 1}.proj.{m[2]}"),
+    (r"stages\.(\d)\.blocks\.(\d+)\.(.+)", _poolformer_block),
+    (r"head\.norm\.(\w+)", r"backbone.norm6.\1"),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
+"""timm's poolformer_* (MetaFormer) on MMPretrain's PoolFormer."""
