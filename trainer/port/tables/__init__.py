@@ -9,7 +9,7 @@ from trainer.port.tables.base import Table
 from trainer.port.tables.convnets import MOBILEONE, REPVGG, resnet
 from trainer.port.tables.mobile import LEVIT, TINYVIT
 from trainer.port.tables.pyramids import CONVNEXT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2
-from trainer.port.tables.vits import BEIT, VIT, XCIT
+from trainer.port.tables.vits import BEIT, EVA02, VIT, XCIT
 
 
 def _resnet(model_name: str) -> Table | None:
@@ -35,5 +35,6 @@ FAMILIES: dict[str, Callable[[str], Table | None]] = {
     "tinyvit": lambda _: TINYVIT,
     "edgenext": lambda _: Table(EDGENEXT),
     "poolformer": lambda _: Table(POOLFORMER),
+    "eva02": lambda _: EVA02,
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

@@ -1,8 +1,8 @@
-"""Names of the plain transformers: ViT/DeiT/DeiT III, BEiT and EVA."""
+"""Names of the plain transformers: ViT/DeiT/DeiT III, BEiT and EVA, EVA-02, XCiT."""
 
 from __future__ import annotations
 
-from trainer.port.tables.base import rules
+from trainer.port.tables.base import Difference, Kind, Table, rules
 
 VIT = rules(
     (r"(cls_token|dist_token|pos_embed)", r"backbone.\1"),
@@ -61,3 +61,34 @@ XCIT = rules(
 def _xcit_patch_embed(index: int, layer: int, attr: str) -> str:
     """timm's (conv, bn) pairs sit between GELUs (indices 0, 2, 4, ...); MMPretrain's ConvModules do not."""
     return f"backbone.patch_embed.proj.{index // 2}.{('conv', 'bn')[layer]}.{attr}"
+
+
+EVA02 = Table(
+    rules(
+        (r"(cls_token|pos_embed)", r"backbone.\1"),
+        (r"patch_embed\.proj\.(\w+)", r"backbone.patch_embed.projection.\1"),
+        (r"blocks\.(\d+)\.(norm[12])\.(\w+)", r"backbone.layers.\1.\2.\3"),
+        (r"blocks\.(\d+)\.attn\.[qv]_bias", r"backbone.layers.\1.attn.qkv.bias"),
+        (r"blocks\.(\d+)\.attn\.[qkv]_proj\.(\w+)", r"backbone.layers.\1.attn.qkv.\2"),
+        (r"blocks\.(\d+)\.attn\.(qkv\.weight|proj\.\w+)", r"backbone.layers.\1.attn.\2"),
+        (r"blocks\.(\d+)\.mlp\.fc1(?:_g|_x)?\.(\w+)", r"backbone.layers.\1.mlp.w12.\2"),
+        (r"blocks\.(\d+)\.mlp\.norm\.(\w+)", r"backbone.layers.\1.mlp.norm.\2"),
+        (r"blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.layers.\1.mlp.w3.\2"),
+        (r"fc_norm\.(\w+)", r"backbone.ln2.\1"),
+        (r"head\.(\w+)", r"HEAD.\1"),
+    ),
+    (
+        Difference(
+            Kind.PART,
+            r"blocks\.\d+\.attn\.([qv]_bias|[qkv]_proj\.\w+)",
+            "timm's q, k and v projections (base, large) and q and v biases are thirds of MMPretrain's fused "
+            "qkv; the k third of its bias, which the softmax cancels, timm keeps at 0",
+        ),
+        Difference(
+            Kind.PART,
+            r"blocks\.\d+\.mlp\.fc1_[gx]\.\w+",
+            "timm's SwiGLU gate and value projections (base, large) are the halves of MMPretrain's w12",
+        ),
+    ),
+)
+"""timm's eva02_* on MMPretrain's ViTEVA02 (its SwiGLU's w12 is timm's fused fc1 in the tiny and small)."""
