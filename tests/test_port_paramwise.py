@@ -100,9 +100,15 @@ def test_recipe_param_groups_equal_mmengines_on_mmpretrains_model(name):
             assert ours[timm_name] == pytest.approx(theirs[mm_name], rel=1e-12), (timm_name, mm_name)
             compared += 1
     assert compared >= len(theirs) * 0.9
-    assert len({v for v in theirs.values()}) > 1 or not _has_paramwise(config)
+    # a custom key is reported exactly where it matches no parameter of MMPretrain's model (MMEngine ignores
+    # it there too); the others became rules
+    keys = _custom_keys(config)
+    unmapped = {i.key for i in ported.report.unmapped}
+    for key in keys:
+        matched = any(key in row["name"] for row in fixture["params"])
+        assert (f"optim_wrapper.paramwise_cfg.custom_keys[{key!r}]" in unmapped) is not matched, key
 
 
-def _has_paramwise(config: Path) -> bool:
+def _custom_keys(config: Path) -> dict:
     wrapper = Config.fromfile(str(config), import_custom_modules=False).optim_wrapper
-    return bool(wrapper.get("paramwise_cfg"))
+    return dict((wrapper.get("paramwise_cfg") or {}).get("custom_keys") or {})

@@ -151,6 +151,11 @@ def _davit(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"out_after_downsample": False, "pad_small_map": False, "norm_cfg": {"type": "LN"}}
     same |= {"stage_cfgs": {}, "frozen_stages": -1, "norm_eval": False, "out_indices": (3,)}
     check_args(backbone, key, report, {"arch", "drop_path_rate"}, same, name)
+    report.skip(
+        key,
+        "MMPretrain's DaViT pads its 7x7 stride-4 stem 'same' (1 pixel before, 2 after at 224), normalizes "
+        f"each token before pooling; timm's {name} pads 3 on each side and normalizes after pooling",
+    )
     return TimmModel(name, drop_path(backbone, 0.1), "davit")
 
 

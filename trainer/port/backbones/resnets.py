@@ -70,7 +70,7 @@ def _resnest(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {**RESNET_SAME, "stem_channels": 64 if depth == 50 else 128, "groups": 1, "width_per_group": 4}
     same |= {"radix": 2, "reduction_factor": 4, "avg_down_stride": True, "deep_stem": True, "avg_down": True}
     check_args(backbone, key, report, {"depth"}, same, name)
-    return TimmModel(name, drop_path(backbone) if backbone.get("drop_path_rate") else {})
+    return TimmModel(name, drop_path(backbone) if backbone.get("drop_path_rate") else {}, "resnest")
 
 
 CSP_SAME = {"in_channels": 3, "frozen_stages": -1, "conv_cfg": None, "norm_eval": False}

@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable
 
 from trainer.port.tables.base import Table
-from trainer.port.tables.convnets import MOBILEONE, REPVGG, resnet
-from trainer.port.tables.mobile import LEVIT, TINYVIT
-from trainer.port.tables.pyramids import CONVNEXT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2
-from trainer.port.tables.vits import BEIT, EVA02, VIT, XCIT
+from trainer.port.tables.convnets import CONVMIXER, MOBILEONE, REPVGG, resnest, resnet
+from trainer.port.tables.mobile import EFFICIENTFORMER, LEVIT, TINYVIT
+from trainer.port.tables.pyramids import CONVNEXT, DAVIT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2, TWINS, mvit
+from trainer.port.tables.vits import BEIT, EVA02, MLP_MIXER, VIT, XCIT
 
 
 def _resnet(model_name: str) -> Table | None:
@@ -36,5 +36,12 @@ FAMILIES: dict[str, Callable[[str], Table | None]] = {
     "edgenext": lambda _: Table(EDGENEXT),
     "poolformer": lambda _: Table(POOLFORMER),
     "eva02": lambda _: EVA02,
+    "mvit": mvit,
+    "resnest": lambda _: Table(resnest()),
+    "davit": lambda _: Table(DAVIT),
+    "convmixer": lambda _: Table(CONVMIXER),
+    "efficientformer": lambda _: EFFICIENTFORMER,
+    "twins": lambda _: Table(TWINS),
+    "mlp_mixer": lambda _: MLP_MIXER,
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

@@ -1,4 +1,5 @@
-"""Names of the convolutional networks: ResNet (plain, V1c, V1d) and ResNeXt, RepVGG."""
+"""Names of the convolutional networks: ResNet (plain, V1c, V1d, wide) and ResNeXt, ResNeSt, RepVGG,
+MobileOne."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def resnet(deep_stem: bool, avg_down: bool) -> list[Rename]:
         (r"layer(\d)\.(\d+)\.downsample\.(\d)\.(\w+)", downsample),
         (r"fc\.(\w+)", r"HEAD.\1"),
     )
+
+
+def resnest() -> list[Rename]:
+    """timm's resnest* on MMPretrain's ResNeSt: a ResNetV1d with split-attention conv2 (conv, bn0, fc1, bn1,
+    fc2)."""
+    return [
+        *rules((r"layer(\d)\.(\d+)\.conv2\.(\w+)\.(\w+)", r"backbone.layer\1.\2.conv2.\3.\4")),
+        *resnet(deep_stem=True, avg_down=True),
+    ]
 
 
 _REPVGG_BRANCHES = {"conv_kxk": "branch_3x3", "conv_1x1": "branch_1x1"}
@@ -81,3 +91,10 @@ MOBILEONE = rules(
     (r"head\.fc\.(\w+)", r"HEAD.\1"),
 )
 """timm's mobileone_* (training form) on MMPretrain's MobileOne (deploy=False)."""
+
+CONVMIXER = rules(
+    (r"stem\.(\d)\.(\w+)", r"backbone.stem.\1.\2"),
+    (r"blocks\.(\d+)\.(.+)", r"backbone.stages.\1.\2"),
+    (r"head\.(\w+)", r"HEAD.\1"),
+)
+"""timm's convmixer_* on MMPretrain's ConvMixer."""

@@ -1,4 +1,4 @@
-"""Names of the mobile hybrids: LeViT, TinyViT."""
+"""Names of the mobile hybrids: LeViT, TinyViT, EfficientFormer."""
 
 from __future__ import annotations
 
@@ -79,3 +79,32 @@ TINYVIT = Table(
     )
 )
 """timm's tiny_vit_* on MMPretrain's TinyViT."""
+
+
+_BN = {"conv": "conv", "norm": "bn"}
+
+
+def _efficientformer_block(m: re.Match[str]) -> str:
+    """MMPretrain's stage i (`network.i`) starts with its downsampling from the second stage on."""
+    stage, index = int(m[1]), int(m[2]) + (1 if m[1] != "0" else 0)
+    rest = re.sub(r"^(ls[12])\.gamma$", r"\1.weight", m[3])
+    return f"backbone.network.{stage}.{index}.{rest}"
+
+
+EFFICIENTFORMER = Table(
+    rules(
+        (
+            r"stem\.(conv|norm)([12])\.(\w+)",
+            lambda m: f"backbone.patch_embed.{int(m[2]) - 1}.{_BN[m[1]]}.{m[3]}",
+        ),
+        (
+            r"stages\.(\d)\.downsample\.(conv|norm)\.(\w+)",
+            lambda m: f"backbone.network.{m[1]}.0.{_BN[m[2]]}.{m[3]}",
+        ),
+        (r"stages\.(\d)\.blocks\.(\d+)\.(.+)", _efficientformer_block),
+        (r"norm\.(\w+)", r"backbone.norm3.\1"),
+        (r"head\.(\w+)", r"HEAD.\1"),
+        (r"head_dist\.(\w+)", r"HEAD_DIST.\1"),
+    )
+)
+"""timm's efficientformer_* on MMPretrain's EfficientFormer with its EfficientFormerClsHead."""

@@ -1,4 +1,4 @@
-"""Names of the plain transformers: ViT/DeiT/DeiT III, BEiT and EVA, EVA-02, XCiT."""
+"""Names of the plain transformers and MLPs: ViT/DeiT/DeiT III, BEiT and EVA, EVA-02, XCiT, MLP-Mixer."""
 
 from __future__ import annotations
 
@@ -92,3 +92,17 @@ EVA02 = Table(
     ),
 )
 """timm's eva02_* on MMPretrain's ViTEVA02 (its SwiGLU's w12 is timm's fused fc1 in the tiny and small)."""
+
+MLP_MIXER = Table(
+    rules(
+        (r"stem\.proj\.(\w+)", r"backbone.patch_embed.projection.\1"),
+        (r"blocks\.(\d+)\.norm([12])\.(\w+)", r"backbone.layers.\1.ln\2.\3"),
+        (r"blocks\.(\d+)\.mlp_tokens\.fc1\.(\w+)", r"backbone.layers.\1.token_mix.layers.0.0.\2"),
+        (r"blocks\.(\d+)\.mlp_tokens\.fc2\.(\w+)", r"backbone.layers.\1.token_mix.layers.1.\2"),
+        (r"blocks\.(\d+)\.mlp_channels\.fc1\.(\w+)", r"backbone.layers.\1.channel_mix.layers.0.0.\2"),
+        (r"blocks\.(\d+)\.mlp_channels\.fc2\.(\w+)", r"backbone.layers.\1.channel_mix.layers.1.\2"),
+        (r"norm\.(\w+)", r"backbone.ln1.\1"),
+        (r"head\.(\w+)", r"HEAD.\1"),
+    )
+)
+"""timm's mixer_* on MMPretrain's MlpMixer."""
