@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -29,13 +30,25 @@ MODELS = sorted(FIXTURES.glob("*.json"))
 
 def fixture_model(path: Path) -> tuple[dict, list[str], dict[str, str], dict[str, list[int]]]:
     """The fixture, the names and shapes of its timm model, and the port's renaming of them."""
-    fixture = json.loads(path.read_text())
-    model = build_model(fixture["timm"], device="meta")
-    shapes = {n: list(p.shape) for n, p in model.named_parameters()}
+    fixture, shapes, _ = _timm_side(path)
     head = fixture["model"]["head"]["type"]
     table = mmpretrain_names(fixture["family"], fixture["timm"]["name"], list(shapes), head)
     assert table is not None
     return fixture, list(shapes), table, shapes
+
+
+@cache
+def _timm_side(path: Path) -> tuple[dict, dict[str, list[int]], dict[str, str]]:
+    """The fixture and its timm model's parameter shapes and owning-module kinds (built once)."""
+    fixture = json.loads(path.read_text())
+    model = build_model(fixture["timm"], device="meta")
+    shapes = {n: list(p.shape) for n, p in model.named_parameters()}
+    kinds = {
+        f"{prefix}.{n}" if prefix else n: owner_kind(module)
+        for prefix, module in model.named_modules()
+        for n, _ in module.named_parameters(recurse=False)
+    }
+    return fixture, shapes, kinds
 
 
 def declared(fixture: dict, kind: Kind, name: str) -> bool:
@@ -95,12 +108,10 @@ def test_renamed_parameters_belong_to_modules_mmengine_classifies_alike(path):
     attribute name: both must agree between timm's parameter and MMPretrain's."""
     fixture, names, table, _ = fixture_model(path)
     kinds = {p["name"]: p["kind"] for p in fixture["params"]}
-    model = build_model(fixture["timm"], device="meta")
-    owners = {f"{prefix}.{n}" if prefix else n: m for prefix, m in model.named_modules() for n, _ in
-              m.named_parameters(recurse=False)}  # fmt: skip
+    timm_kinds = _timm_side(path)[2]
     for timm_name, mm_name in table.items():
         if mm_name in kinds:
-            assert owner_kind(owners[timm_name]) == kinds[mm_name], (timm_name, mm_name)
+            assert timm_kinds[timm_name] == kinds[mm_name], (timm_name, mm_name)
     # a `bias` in one model only changes what bias_lr_mult/bias_decay_mult apply to: the port reports it
     # (ConvNeXt V2's GRN beta, timm's bias; EVA-02's q and v biases, parts of MMPretrain's qkv.bias)
     differ = bias_differences(table)

@@ -24,6 +24,7 @@ HEADS = {
     "VisionTransformerClsHead": {"HEAD": "head.layers.head"},
     "DeiTClsHead": {"HEAD": "head.layers.head", "HEAD_DIST": "head.layers.head_dist"},
     "ClsHead": {},
+    "MultiLabelClsHead": {},
     "StackedLinearClsHead": {"HEAD_MID": "head.layers.0.fc", "HEAD": "head.layers.1.fc"},
     "EfficientFormerClsHead": {"HEAD": "head.head", "HEAD_DIST": "head.dist_head"},
     "LeViTClsHead": {"HEAD": "head.head"},

@@ -87,7 +87,7 @@ def _cspnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     name = names[kind, depth]
     same = {**CSP_SAME, "out_indices": (4,) if kind == "CSPDarkNet" else (3,), "deep_stem": False}
     check_args(backbone, key, report, {"depth"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "cspnet")
 
 
 @handles("RegNet")
@@ -125,7 +125,7 @@ def _densenet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"memory_efficient": False, "norm_cfg": {"type": "BN"}, "act_cfg": {"type": "ReLU"}}
     same |= {"out_indices": -1, "frozen_stages": 0}
     check_args(backbone, key, report, {"arch"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "densenet")
 
 
 @handles("VGG")
@@ -143,7 +143,7 @@ def _vgg(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"conv_cfg": None, "act_cfg": {"type": "ReLU"}, "norm_eval": False, "ceil_mode": False}
     same |= {"with_last_pool": True}
     check_args(backbone, key, report, {"depth", "norm_cfg", "num_classes"}, same, name)
-    return TimmModel(name, {"num_classes": num_classes})
+    return TimmModel(name, {"num_classes": num_classes}, "vgg")
 
 
 @handles("InceptionV3")
@@ -155,7 +155,7 @@ def _inception_v3(backbone: dict[str, Any], key: str, report: Report) -> TimmMod
         kwargs["aux_logits"] = True
         report.skip(f"{key}.aux_logits", "True: the recipe's loss uses only the main logits")
     check_args(backbone, key, report, {"num_classes", "dropout", "aux_logits"}, {}, name)
-    return TimmModel(name, kwargs)
+    return TimmModel(name, kwargs, "inception_v3")
 
 
 @handles("HRNet")

@@ -6,8 +6,19 @@ import re
 from collections.abc import Callable
 
 from trainer.port.tables.base import Table
-from trainer.port.tables.convnets import CONVMIXER, MOBILEONE, REPVGG, resnest, resnet
-from trainer.port.tables.mobile import EFFICIENTFORMER, LEVIT, TINYVIT
+from trainer.port.tables.convnets import (
+    CONVMIXER,
+    DENSENET,
+    INCEPTION_V3,
+    MOBILEONE,
+    REPVGG,
+    cspnet,
+    resnest,
+    resnet,
+    vgg,
+)
+from trainer.port.tables.efficientnets import efficientnet, efficientnet_v2, mobilenet_v2, mobilenet_v3
+from trainer.port.tables.mobile import EFFICIENTFORMER, LEVIT, MOBILEVIT, TINYVIT
 from trainer.port.tables.pyramids import CONVNEXT, DAVIT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2, TWINS, mvit
 from trainer.port.tables.vits import BEIT, EVA02, MLP_MIXER, VIT, XCIT
 
@@ -43,5 +54,14 @@ FAMILIES: dict[str, Callable[[str], Table | None]] = {
     "efficientformer": lambda _: EFFICIENTFORMER,
     "twins": lambda _: Table(TWINS),
     "mlp_mixer": lambda _: MLP_MIXER,
+    "vgg": vgg,
+    "densenet": lambda _: Table(DENSENET),
+    "inception_v3": lambda _: Table(INCEPTION_V3),
+    "mobilevit": lambda _: MOBILEVIT,
+    "cspnet": cspnet,
+    "mobilenetv2": mobilenet_v2,
+    "mobilenetv3": mobilenet_v3,
+    "efficientnet": efficientnet,
+    "efficientnetv2": efficientnet_v2,
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

@@ -1,11 +1,11 @@
 """Names of the convolutional networks: ResNet (plain, V1c, V1d, wide) and ResNeXt, ResNeSt, RepVGG,
-MobileOne."""
+MobileOne, ConvMixer, VGG, DenseNet, Inception V3, CSPNet."""
 
 from __future__ import annotations
 
 import re
 
-from trainer.port.tables.base import Rename, rules
+from trainer.port.tables.base import Difference, Kind, Rename, Table, rules
 
 _DEEP_STEM = {"0": "stem.0.conv", "1": "stem.0.bn", "3": "stem.1.conv", "4": "stem.1.bn", "6": "stem.2.conv"}
 
@@ -98,3 +98,94 @@ CONVMIXER = rules(
     (r"head\.(\w+)", r"HEAD.\1"),
 )
 """timm's convmixer_* on MMPretrain's ConvMixer."""
+
+
+def vgg(model_name: str) -> Table | None:
+    """timm's vgg* on MMPretrain's VGG, which classifies in the backbone (its head is a ClsHead)."""
+    from timm.models.vgg import cfgs
+
+    layout = cfgs.get(model_name.removesuffix("_bn"))
+    if layout is None:
+        return None
+    bn = model_name.endswith("_bn")
+    convs: dict[int, int] = {}  # timm's features index of each conv -> MMPretrain's
+    timm_index = mm_index = 0
+    for v in layout:
+        if v != "M":
+            convs[timm_index] = mm_index
+        timm_index += 1 if v == "M" else (3 if bn else 2)
+        mm_index += 1
+
+    def feature(m: re.Match[str]) -> str:
+        index = int(m[1])
+        layer = "conv" if index in convs else "bn"
+        return f"backbone.features.{convs.get(index, convs.get(index - 1))}.{layer}.{m[2]}"
+
+    return Table(
+        rules(
+            (r"features\.(\d+)\.(\w+)", feature),
+            (r"pre_logits\.fc1\.(\w+)", r"backbone.classifier.0.\1"),
+            (r"pre_logits\.fc2\.(\w+)", r"backbone.classifier.3.\1"),
+            (r"head\.fc\.(\w+)", r"backbone.classifier.6.\1"),
+        ),
+        (
+            Difference(
+                Kind.RESHAPED,
+                r"pre_logits\.fc[12]\.weight",
+                "timm's classifier runs its first two Linears as 7x7 and 1x1 convolutions",
+            ),
+        ),
+    )
+
+
+def _densenet_block(m: re.Match[str]) -> str:
+    return f"backbone.stages.{int(m[1]) - 1}.block.{int(m[2]) - 1}.{m[3]}"
+
+
+DENSENET = rules(
+    (r"features\.conv0\.(\w+)", r"backbone.stem.0.\1"),
+    (r"features\.norm0\.(\w+)", r"backbone.stem.1.\1"),
+    (r"features\.denseblock(\d)\.denselayer(\d+)\.(.+)", _densenet_block),
+    (
+        r"features\.transition(\d)\.(norm|conv)\.(\w+)",
+        lambda m: f"backbone.transitions.{int(m[1]) - 1}.{m[2]}.{m[3]}",
+    ),
+    (r"features\.norm5\.(\w+)", r"backbone.transitions.3.0.\1"),  # its last transition is the final norm
+    (r"classifier\.(\w+)", r"HEAD.\1"),
+)
+"""timm's densenet* on MMPretrain's DenseNet."""
+
+INCEPTION_V3 = rules((r"(.+)", r"backbone.\1"))
+"""timm's inception_v3 on MMPretrain's InceptionV3, which classifies in the backbone (fc, AuxLogits)."""
+
+_CSP_STAGE = {
+    "conv_down": "downsample_conv",
+    "conv_exp": "expand_conv",
+    "conv_transition_b": "atfer_blocks_conv",  # sic
+    "conv_transition": "final_conv",
+}
+
+
+def cspnet(model_name: str) -> Table:
+    """timm's cspdarknet53, cspresnet50 and cspresnext50 on MMPretrain's CSPDarkNet, CSPResNet and
+    CSPResNeXt (whose bottlenecks keep plain conv and bn layers, the dark blocks ConvModules)."""
+    dark = model_name.startswith("cspdarknet")
+    stem = "backbone.stem" if dark else "backbone.stem.0"
+
+    def block(m: re.Match[str]) -> str:
+        where = f"backbone.stages.{m[1]}.blocks.{m[2]}"
+        if dark:
+            return f"{where}.conv{m[3]}.{m[4]}.{m[5]}"
+        return f"{where}.{'conv' if m[4] == 'conv' else 'bn'}{m[3]}.{m[5]}"
+
+    return Table(
+        rules(
+            (r"stem\.conv1\.(conv|bn)\.(\w+)", lambda m: f"{stem}.{m[1]}.{m[2]}"),
+            (r"stages\.(\d)\.blocks\.(\d+)\.conv(\d)\.(conv|bn)\.(\w+)", block),
+            (
+                r"stages\.(\d)\.(conv_down|conv_exp|conv_transition_b|conv_transition)\.(conv|bn)\.(\w+)",
+                lambda m: f"backbone.stages.{m[1]}.{_CSP_STAGE[m[2]]}.{m[3]}.{m[4]}",
+            ),
+            (r"head\.fc\.(\w+)", r"HEAD.\1"),
+        )
+    )

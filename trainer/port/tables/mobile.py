@@ -1,4 +1,4 @@
-"""Names of the mobile hybrids: LeViT, TinyViT, EfficientFormer."""
+"""Names of the mobile hybrids: LeViT, TinyViT, EfficientFormer, MobileViT."""
 
 from __future__ import annotations
 
@@ -108,3 +108,42 @@ EFFICIENTFORMER = Table(
     )
 )
 """timm's efficientformer_* on MMPretrain's EfficientFormer with its EfficientFormerClsHead."""
+
+_MOBILEVIT_TRANSFORMER_DEPTHS = {2: 2, 3: 4, 4: 3}
+"""Transformer blocks in MobileViT's stages 2-4 (all three sizes): MMPretrain's global_rep puts its norm
+after them."""
+_MOBILEVIT_CONVS = {"conv1_1x1": "conv.0", "conv2_kxk": "conv.1", "conv3_1x1": "conv.2"}
+_MOBILEVIT_CONVS |= {"conv_kxk": "local_rep.0", "conv_1x1": "local_rep.1.conv"}
+_MOBILEVIT_TRANSFORMER = {
+    "norm1": "ln1",
+    "norm2": "ln2",
+    "mlp.fc1": "ffn.layers.0.0",
+    "mlp.fc2": "ffn.layers.1",
+}
+
+
+def _mobilevit_block(m: re.Match[str]) -> str:
+    stage, block, rest = int(m[1]), m[2], m[3]
+    head, _, tail = rest.partition(".")
+    if head in _MOBILEVIT_CONVS:
+        rest = f"{_MOBILEVIT_CONVS[head]}.{tail}"
+    elif head == "transformer":
+        index, _, inner = tail.partition(".")
+        for timm, mm in _MOBILEVIT_TRANSFORMER.items():
+            if inner.startswith(f"{timm}."):
+                inner = mm + inner[len(timm) :]
+        rest = f"global_rep.{index}.{inner}"
+    elif head == "norm":
+        rest = f"global_rep.{_MOBILEVIT_TRANSFORMER_DEPTHS[stage]}.{tail}"
+    return f"backbone.layers.{stage}.{block}.{rest}"
+
+
+MOBILEVIT = Table(
+    rules(
+        (r"stem\.(conv|bn)\.(\w+)", r"backbone.stem.\1.\2"),
+        (r"stages\.(\d)\.(\d+)\.(.+)", _mobilevit_block),
+        (r"final_conv\.(conv|bn)\.(\w+)", r"backbone.conv_1x1_exp.\1.\2"),
+        (r"head\.fc\.(\w+)", r"HEAD.\1"),
+    )
+)
+"""timm's mobilevit_* on MMPretrain's MobileViT."""
