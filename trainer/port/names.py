@@ -21,6 +21,7 @@ def family_table(family: str, model_name: str) -> Table | None:
 
 HEADS = {
     "LinearClsHead": {"HEAD": "head.fc"},
+    "MultiLabelLinearClsHead": {"HEAD": "head.fc"},
     "VisionTransformerClsHead": {"HEAD": "head.layers.head"},
     "DeiTClsHead": {"HEAD": "head.layers.head", "HEAD_DIST": "head.layers.head_dist"},
     "ClsHead": {},

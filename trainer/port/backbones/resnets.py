@@ -54,10 +54,9 @@ def _resnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     require(name)
     if backbone.get("drop_path_rate"):
         kwargs |= drop_path(backbone)  # both decay it linearly from 0 over the blocks
-    family = "resnet" if not prefix else None
-    frozen = {"frozen_stages"} if family else set()  # trainer.port.freeze writes its freeze rules
-    check_args(backbone, key, report, used | {"drop_path_rate"} | frozen, same, name)
-    return TimmModel(name, kwargs, family)
+    # trainer.port.freeze writes the freeze rules of frozen_stages
+    check_args(backbone, key, report, used | {"drop_path_rate", "frozen_stages"}, same, name)
+    return TimmModel(name, kwargs, "resnet")
 
 
 @handles("ResNeSt")
@@ -102,7 +101,7 @@ def _regnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"stem_channels": 32, "base_channels": 32, "strides": (2, 2, 2, 2), "deep_stem": False}
     same |= {"avg_down": False}
     check_args(backbone, key, report, {"arch"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "regnet")
 
 
 @handles("Res2Net")
@@ -115,7 +114,7 @@ def _res2net(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
         raise NoTimmModel("Res2Net with deep_stem/avg_down (MMPretrain's default) has no timm equivalent")
     used = {"depth", "scales", "base_width", "deep_stem", "avg_down"}
     check_args(backbone, key, report, used, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "res2net")
 
 
 @handles("DenseNet")
@@ -165,4 +164,4 @@ def _hrnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {"in_channels": 3, "norm_eval": False, "zero_init_residual": False, "multiscale_output": True}
     same |= {"conv_cfg": None, "norm_cfg": {"type": "BN"}}
     check_args(backbone, key, report, {"arch"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "hrnet")

@@ -9,10 +9,13 @@ from trainer.port.tables.base import Table
 from trainer.port.tables.convnets import (
     CONVMIXER,
     DENSENET,
+    HRNET,
     INCEPTION_V3,
     MOBILEONE,
+    REGNET,
     REPVGG,
     cspnet,
+    res2net,
     resnest,
     resnet,
     vgg,
@@ -20,11 +23,11 @@ from trainer.port.tables.convnets import (
 from trainer.port.tables.efficientnets import efficientnet, efficientnet_v2, mobilenet_v2, mobilenet_v3
 from trainer.port.tables.mobile import EFFICIENTFORMER, LEVIT, MOBILEVIT, TINYVIT
 from trainer.port.tables.pyramids import CONVNEXT, DAVIT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2, TWINS, mvit
-from trainer.port.tables.vits import BEIT, EVA02, MLP_MIXER, VIT, XCIT
+from trainer.port.tables.vits import BEIT, EVA02, MLP_MIXER, TNT, VIT, XCIT
 
 
 def _resnet(model_name: str) -> Table | None:
-    if re.fullmatch(r"resnext\d+_\d+x\d+d|wide_resnet\d+_2", model_name):
+    if re.fullmatch(r"(se)?resnext\d+_\d+x\d+d|wide_resnet\d+_2|seresnet\d+", model_name):
         return Table(resnet(deep_stem=False, avg_down=False))
     suffix = re.fullmatch(r"resnet\d+([cd]?)", model_name)
     if suffix is None:
@@ -63,5 +66,9 @@ FAMILIES: dict[str, Callable[[str], Table | None]] = {
     "mobilenetv3": mobilenet_v3,
     "efficientnet": efficientnet,
     "efficientnetv2": efficientnet_v2,
+    "tnt": lambda _: TNT,
+    "res2net": lambda _: Table(res2net()),
+    "regnet": lambda _: Table(REGNET),
+    "hrnet": lambda _: HRNET,
 }
 """Each family's rules for a timm model name (None: that model has no table)."""

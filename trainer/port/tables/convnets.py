@@ -1,5 +1,5 @@
 """Names of the convolutional networks: ResNet (plain, V1c, V1d, wide) and ResNeXt, ResNeSt, RepVGG,
-MobileOne, ConvMixer, VGG, DenseNet, Inception V3, CSPNet."""
+MobileOne, ConvMixer, VGG, DenseNet, Inception V3, CSPNet, Res2Net, RegNet, HRNet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ _DEEP_STEM = {"0": "stem.0.conv", "1": "stem.0.bn", "3": "stem.1.conv", "4": "st
 
 
 def resnet(deep_stem: bool, avg_down: bool) -> list[Rename]:
-    """timm's ResNet (and ResNeXt) on MMPretrain's ResNet, ResNetV1c (deep stem) or ResNetV1d (avg_down)."""
+    """timm's ResNet (and ResNeXt, wide and SE variants) on MMPretrain's ResNet, ResNetV1c (deep stem) or
+    ResNetV1d (avg_down)."""
 
     def downsample(m: re.Match[str]) -> str:
         index = int(m[3])
@@ -31,6 +32,7 @@ def resnet(deep_stem: bool, avg_down: bool) -> list[Rename]:
         *stem,
         (r"layer(\d)\.(\d+)\.(conv[123]|bn[123])\.(\w+)", r"backbone.layer\1.\2.\3.\4"),
         (r"layer(\d)\.(\d+)\.downsample\.(\d)\.(\w+)", downsample),
+        (r"layer(\d)\.(\d+)\.se\.fc([12])\.(\w+)", r"backbone.layer\1.\2.se_layer.conv\3.conv.\4"),
         (r"fc\.(\w+)", r"HEAD.\1"),
     )
 
@@ -59,6 +61,7 @@ REPVGG = rules(
         r"stages\.(\d)\.(\d+)\.attn\.fc([12])\.(\w+)",
         lambda m: f"backbone.stage_{int(m[1]) + 1}.{m[2]}.se_layer.conv{m[3]}.conv.{m[4]}",
     ),
+    (r"stem\.attn\.fc([12])\.(\w+)", r"backbone.stem.se_layer.conv\1.conv.\2"),
     (r"head\.fc\.(\w+)", r"HEAD.\1"),
 )
 """timm's repvgg_* (training form) on MMPretrain's RepVGG (deploy=False)."""
@@ -189,3 +192,51 @@ def cspnet(model_name: str) -> Table:
             (r"head\.fc\.(\w+)", r"HEAD.\1"),
         )
     )
+
+
+def res2net() -> list[Rename]:
+    """timm's res2net* on MMPretrain's Res2Net (deep_stem and avg_down off): a ResNet whose conv2 is split
+    into `convs` and `bns`."""
+    return [
+        *rules((r"layer(\d)\.(\d+)\.(convs|bns)\.(\d+)\.(\w+)", r"backbone.layer\1.\2.\3.\4.\5")),
+        *resnet(deep_stem=False, avg_down=False),
+    ]
+
+
+REGNET = rules(
+    (r"stem\.conv\.weight", r"backbone.conv1.weight"),
+    (r"stem\.bn\.(\w+)", r"backbone.bn1.\1"),
+    (
+        r"s(\d)\.b(\d+)\.(conv[123])\.(conv|bn)\.(\w+)",
+        lambda m: (
+            f"backbone.layer{m[1]}.{int(m[2]) - 1}.{m[3] if m[4] == 'conv' else 'bn' + m[3][-1]}.{m[5]}"
+        ),
+    ),
+    (
+        r"s(\d)\.b(\d+)\.downsample\.(conv|bn)\.(\w+)",
+        lambda m: f"backbone.layer{m[1]}.{int(m[2]) - 1}.downsample.{0 if m[3] == 'conv' else 1}.{m[4]}",
+    ),
+    (r"head\.fc\.(\w+)", r"HEAD.\1"),
+)
+"""timm's regnetx_* on MMPretrain's RegNet (a ResNet: layer1..4 of bottlenecks from block 0)."""
+
+HRNET = Table(
+    rules(
+        (r"(conv[12]|bn[12]|layer1|transition\d|stage\d)\.(.+)", r"backbone.\1.\2"),
+        (r"incre_modules\.(.+)", r"neck.0.increase_layers.\1"),
+        (r"downsamp_modules\.(\d)\.0\.(\w+)", r"neck.0.downsample_layers.\1.conv.\2"),
+        (r"downsamp_modules\.(\d)\.1\.(\w+)", r"neck.0.downsample_layers.\1.bn.\2"),
+        (r"final_layer\.0\.(\w+)", r"neck.0.final_layer.conv.\1"),
+        (r"final_layer\.1\.(\w+)", r"neck.0.final_layer.bn.\1"),
+        (r"classifier\.(\w+)", r"HEAD.\1"),
+    ),
+    (
+        Difference(
+            Kind.TIMM_ONLY,
+            r"(downsamp_modules\.\d|final_layer)\.0\.bias",
+            "timm's classification-head convolutions before a BatchNorm have a bias, MMPretrain's "
+            "HRFuseScales neck's none",
+        ),
+    ),
+)
+"""timm's hrnet_w* on MMPretrain's HRNet with its HRFuseScales neck (timm's classification head)."""

@@ -1,6 +1,8 @@
-"""Names of the plain transformers and MLPs: ViT/DeiT/DeiT III, BEiT and EVA, EVA-02, XCiT, MLP-Mixer."""
+"""Names of the plain transformers and MLPs: ViT/DeiT/DeiT III, BEiT and EVA, EVA-02, XCiT, TNT, MLP-Mixer."""
 
 from __future__ import annotations
+
+import re
 
 from trainer.port.tables.base import Difference, Kind, Table, rules
 
@@ -106,3 +108,45 @@ MLP_MIXER = Table(
     )
 )
 """timm's mixer_* on MMPretrain's MlpMixer."""
+
+
+_TNT_INNER = {"norm_in": "inner_block.norm_attn", "attn_in.proj": "inner_block.attn.attn.out_proj"}
+_TNT_INNER |= {"norm_mlp_in": "inner_block.norm_ffn", "mlp_in.fc1": "inner_block.ffn.layers.0.0"}
+_TNT_INNER |= {"mlp_in.fc2": "inner_block.ffn.layers.1", "norm1_proj": "norm_proj", "proj": "projection"}
+_TNT_OUTER = {"norm_out": "outer_block.norm_attn", "attn_out.proj": "outer_block.attn.attn.out_proj"}
+_TNT_OUTER |= {"norm_mlp": "outer_block.norm_ffn", "mlp.fc1": "outer_block.ffn.layers.0.0"}
+_TNT_OUTER |= {"mlp.fc2": "outer_block.ffn.layers.1"}
+_TNT_BLOCK = {**_TNT_INNER, **_TNT_OUTER}
+
+
+def _tnt_block(m: re.Match[str]) -> str:
+    if m[2] in ("attn_in", "attn_out"):  # qk and v: parts of nn.MultiheadAttention's in_proj_weight
+        block = "inner_block" if m[2] == "attn_in" else "outer_block"
+        return f"backbone.layers.{m[1]}.{block}.attn.attn.in_proj_weight"
+    return f"backbone.layers.{m[1]}.{_TNT_BLOCK[m[2]]}.{m[3]}"
+
+
+TNT = Table(
+    rules(
+        (r"(cls_token|patch_pos|pixel_pos)", r"backbone.\1"),
+        (r"pixel_embed\.proj\.(\w+)", r"backbone.pixel_embed.proj.\1"),
+        (r"(norm1_proj|norm2_proj|norm)\.(\w+)", r"backbone.\1.\2"),
+        (r"proj\.(\w+)", r"backbone.projection.\1"),
+        (r"blocks\.(\d+)\.(attn_in|attn_out)\.(?:qk|v)\.weight", _tnt_block),
+        (
+            r"blocks\.(\d+)\.(norm_in|attn_in\.proj|norm_mlp_in|mlp_in\.fc[12]|norm1_proj|proj|norm_out"
+            r"|attn_out\.proj|norm_mlp|mlp\.fc[12])\.(\w+)",
+            _tnt_block,
+        ),
+        (r"head\.(\w+)", r"HEAD.\1"),
+    ),
+    (
+        Difference(
+            Kind.PART,
+            r"blocks\.\d+\.attn_(in|out)\.(qk|v)\.weight",
+            "timm's qk and v projections are the first two thirds and the last of MMPretrain's "
+            "nn.MultiheadAttention in_proj_weight",
+        ),
+    ),
+)
+"""timm's TNT in its legacy (original) layout on MMPretrain's TNT."""
