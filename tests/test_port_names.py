@@ -97,6 +97,20 @@ def test_every_declared_difference_occurs_in_its_familys_fixtures():
     assert used_by == declared_by
 
 
+def test_every_rule_renames_a_parameter_of_its_familys_fixtures():
+    """No rule is untested: each is the first to match some parameter of a fixture of its family."""
+    rules_by: dict[str, set[str]] = {}
+    used_by: dict[str, set[str]] = {}
+    for path in MODELS:
+        fixture, names, _, _ = fixture_model(path)
+        table = family_table(fixture["family"], fixture["timm"]["name"])
+        rules_by.setdefault(fixture["family"], set()).update(p.pattern for p, _ in table.rules)
+        for name in names:
+            first = next(p for p, _ in table.rules if p.fullmatch(name))
+            used_by.setdefault(fixture["family"], set()).add(first.pattern)
+    assert used_by == rules_by
+
+
 def test_fixtures_cover_every_family_with_a_table():
     assert {json.loads(m.read_text())["family"] for m in MODELS} == set(FAMILIES)
     assert len(MODELS) >= 9

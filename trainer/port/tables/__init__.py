@@ -28,7 +28,7 @@ from trainer.port.tables.vits import BEIT, EVA02, MLP_MIXER, TNT, VIT, XCIT
 
 def _resnet(model_name: str) -> Table | None:
     if re.fullmatch(r"(se)?resnext\d+_\d+x\d+d|wide_resnet\d+_2|seresnet\d+", model_name):
-        return Table(resnet(deep_stem=False, avg_down=False))
+        return Table(resnet(deep_stem=False, avg_down=False, se=model_name.startswith("se")))
     suffix = re.fullmatch(r"resnet\d+([cd]?)", model_name)
     if suffix is None:
         return None

@@ -10,9 +10,9 @@ from trainer.port.tables.base import Difference, Kind, Rename, Table, rules
 _DEEP_STEM = {"0": "stem.0.conv", "1": "stem.0.bn", "3": "stem.1.conv", "4": "stem.1.bn", "6": "stem.2.conv"}
 
 
-def resnet(deep_stem: bool, avg_down: bool) -> list[Rename]:
+def resnet(deep_stem: bool, avg_down: bool, se: bool = False) -> list[Rename]:
     """timm's ResNet (and ResNeXt, wide and SE variants) on MMPretrain's ResNet, ResNetV1c (deep stem) or
-    ResNetV1d (avg_down)."""
+    ResNetV1d (avg_down), SEResNet and SEResNeXt (se)."""
 
     def downsample(m: re.Match[str]) -> str:
         index = int(m[3])
@@ -28,11 +28,12 @@ def resnet(deep_stem: bool, avg_down: bool) -> list[Rename]:
         if deep_stem
         else [(r"conv1\.(\w+)", r"backbone.conv1.\1"), (r"bn1\.(\w+)", r"backbone.bn1.\1")]
     )
+    squeeze = [(r"layer(\d)\.(\d+)\.se\.fc([12])\.(\w+)", r"backbone.layer\1.\2.se_layer.conv\3.conv.\4")]
     return rules(
         *stem,
         (r"layer(\d)\.(\d+)\.(conv[123]|bn[123])\.(\w+)", r"backbone.layer\1.\2.\3.\4"),
         (r"layer(\d)\.(\d+)\.downsample\.(\d)\.(\w+)", downsample),
-        (r"layer(\d)\.(\d+)\.se\.fc([12])\.(\w+)", r"backbone.layer\1.\2.se_layer.conv\3.conv.\4"),
+        *(squeeze if se else []),
         (r"fc\.(\w+)", r"HEAD.\1"),
     )
 

@@ -32,7 +32,6 @@ BEIT = rules(
     (r"blocks\.(\d+)\.attn\.(qkv|proj)\.(\w+)", r"backbone.layers.\1.attn.\2.\3"),
     (r"blocks\.(\d+)\.mlp\.fc1\.(\w+)", r"backbone.layers.\1.ffn.layers.0.0.\2"),
     (r"blocks\.(\d+)\.mlp\.fc2\.(\w+)", r"backbone.layers.\1.ffn.layers.1.\2"),
-    (r"norm\.(\w+)", r"backbone.ln1.\1"),
     (r"fc_norm\.(\w+)", r"backbone.ln2.\1"),
     (r"head\.(\w+)", r"HEAD.\1"),
 )
