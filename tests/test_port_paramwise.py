@@ -21,6 +21,8 @@ from torch import nn
 
 from trainer.optim import describe_params
 from trainer.port import port_config
+from trainer.port.names import report_timm_only
+from trainer.port.report import Report
 from trainer.recipe.load import validate
 from trainer.run.build import build_static
 
@@ -112,3 +114,41 @@ def test_recipe_param_groups_equal_mmengines_on_mmpretrains_model(name):
 def _custom_keys(config: Path) -> dict:
     wrapper = Config.fromfile(str(config), import_custom_modules=False).optim_wrapper
     return dict((wrapper.get("paramwise_cfg") or {}).get("custom_keys") or {})
+
+
+STRUCTURAL = {
+    "levit_128s": ("model.head.distillation", "unmapped", "the other is left out"),
+    "efficientformer_l1": ("model.head.distillation", "notes", "the average of its two"),
+    "poolformer_s12": ("model.backbone", "unmapped", "then pools; timm's poolformer_s12 pools"),
+    "davit_tiny": ("model.backbone", "unmapped", "pads 3 on each side and normalizes after pooling"),
+}
+
+
+@pytest.mark.parametrize("name", STRUCTURAL, ids=STRUCTURAL)
+def test_what_the_two_models_compute_differently_is_reported(name):
+    """What the fixture script takes out before it compares logits, and heads MMPretrain cannot train."""
+    key, where, text = STRUCTURAL[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ported = port_config(CONFIGS / PORTED[name]["config"])
+    items = getattr(ported.report, where)
+    assert any(i.key == key and text in i.message for i in items), [str(i) for i in items]
+
+
+def test_timm_only_parameters_are_reported_where_paramwise_settings_apply():
+    fixture = PORTED["hrnet_w18"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ported = port_config(CONFIGS / fixture["config"])
+    table = ported.mmpretrain_names
+    theirs = {row["name"] for row in fixture["params"]}
+    extra = sorted(t for t, m in table.items() if m not in theirs)
+    assert extra == [f"downsamp_modules.{i}.0.bias" for i in range(3)] + ["final_layer.0.bias"]
+    report = Report()
+    report_timm_only("hrnet", fixture["timm"]["name"], table, True, report)
+    assert [i.key for i in report.unmapped] == ["optim_wrapper.paramwise_cfg"]
+    assert "4 parameters of timm's hrnet_w18 have no MMPretrain counterpart" in report.unmapped[0].message
+    report = Report()
+    report_timm_only("hrnet", fixture["timm"]["name"], table, False, report)  # no settings: nothing differs
+    assert not report.unmapped
+    assert not [i for i in ported.report.unmapped if i.key == "optim_wrapper.paramwise_cfg"]
