@@ -12,17 +12,14 @@ from trainer.port.tables.convnets import (
     HRNET,
     INCEPTION_V3,
     MOBILEONE,
-    REGNET,
     REPVGG,
     cspnet,
-    res2net,
-    resnest,
-    resnet,
     vgg,
 )
 from trainer.port.tables.efficientnets import efficientnet, efficientnet_v2, mobilenet_v2, mobilenet_v3
 from trainer.port.tables.mobile import EFFICIENTFORMER, LEVIT, MOBILEVIT, TINYVIT
 from trainer.port.tables.pyramids import CONVNEXT, DAVIT, EDGENEXT, POOLFORMER, SWIN, SWIN_V2, TWINS, mvit
+from trainer.port.tables.resnets import REGNET, res2net, resnest, resnet
 from trainer.port.tables.vits import BEIT, EVA02, MLP_MIXER, TNT, VIT, XCIT
 
 
