@@ -129,7 +129,7 @@ def test_the_issue_families_map_to_the_timm_models_named_for_them():
         "mobilevit/mobilevit-xxsmall_8xb128_in1k.py": "mobilevit_xxs",
         "convmixer/convmixer-1024-20_10xb64_in1k.py": "convmixer_1024_20_ks9_p14",
         "mlp_mixer/mlp-mixer-large-p16_64xb64_in1k.py": "mixer_l16_224",
-        "tnt/tnt-s-p16_16xb64_in1k.py": "tnt_s_patch16_224",
+        "tnt/tnt-s-p16_16xb64_in1k.py": "tnt_s_legacy_patch16_224",
         "cspnet/cspresnext50_8xb32_in1k.py": "cspresnext50",
         "resnest/resnest200_64xb32_in1k.py": "resnest200e",
         "eva02/eva02-large-p14_in1k.py": "eva02_large_patch14_448",

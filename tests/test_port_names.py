@@ -8,6 +8,9 @@ the same logits); here the tables must rename the timm model's parameters onto e
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -15,39 +18,101 @@ import torch
 
 from trainer.model import build_model
 from trainer.optim.rules import RuleMatcher
-from trainer.port.names import bias_differences, mmpretrain_names, report_bias_differences
+from trainer.port.names import bias_differences, family_table, mmpretrain_names, report_bias_differences
 from trainer.port.report import Report
 from trainer.port.rules import translate_custom_keys, winners
 from trainer.port.tables import FAMILIES
+from trainer.port.tables.base import Kind
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mmpretrain" / "param_names"
 MODELS = sorted(FIXTURES.glob("*.json"))
-FAMILY = {"deit": "vit", "vit": "vit", "swin": "swin", "conv": "convnext", "resn": "resnet", "beit": "beit"}
-FAMILY |= {"eva_": "beit", "repvgg": "repvgg"}
 
 
-def fixture_model(path: Path) -> tuple[dict, list[str], dict[str, str]]:
+def fixture_model(path: Path) -> tuple[dict, list[str], dict[str, str], dict[str, list[int]]]:
+    """The fixture, the names and shapes of its timm model, and the port's renaming of them."""
+    fixture, shapes, _ = _timm_side(path)
+    head = fixture["model"]["head"]["type"]
+    table = mmpretrain_names(fixture["family"], fixture["timm"]["name"], list(shapes), head)
+    assert table is not None
+    return fixture, list(shapes), table, shapes
+
+
+@cache
+def _timm_side(path: Path) -> tuple[dict, dict[str, list[int]], dict[str, str]]:
+    """The fixture and its timm model's parameter shapes and owning-module kinds (built once)."""
     fixture = json.loads(path.read_text())
     model = build_model(fixture["timm"], device="meta")
     shapes = {n: list(p.shape) for n, p in model.named_parameters()}
-    family = next(f for prefix, f in FAMILY.items() if path.stem.startswith(prefix))
-    head = fixture["model"]["head"]["type"]
-    table = mmpretrain_names(family, fixture["timm"]["name"], list(shapes), head)
-    assert table is not None
-    return fixture, list(shapes), {t: m for t, m in table.items()}, shapes
+    kinds = {
+        f"{prefix}.{n}" if prefix else n: owner_kind(module)
+        for prefix, module in model.named_modules()
+        for n, _ in module.named_parameters(recurse=False)
+    }
+    return fixture, shapes, kinds
+
+
+def declared(fixture: dict, kind: Kind, name: str) -> bool:
+    """Whether the fixture family's table declares `name` a difference of this kind."""
+    table = family_table(fixture["family"], fixture["timm"]["name"])
+    return any(d.matches(name) for d in table.declared(kind))
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
 def test_table_renames_timm_parameters_onto_mmpretrains(path):
+    """One to one with equal shapes, except where the table declares a difference: a timm parameter that is
+    MMPretrain's reshaped (same size) or a slice of a shared one, or one model's parameter the other lacks."""
     fixture, names, table, shapes = fixture_model(path)
     theirs = {p["name"]: p["shape"] for p in fixture["params"]}
-    assert sorted(table.values()) == sorted(theirs)  # a bijection onto MMPretrain's names
+    image = set(table.values())
+    only_theirs = {m for m in theirs if m not in image}
+    assert only_theirs == {m for m in theirs if declared(fixture, Kind.MMPRETRAIN_ONLY, m)}
+    only_ours = {t for t, m in table.items() if m not in theirs}
+    assert only_ours == {t for t in names if declared(fixture, Kind.TIMM_ONLY, t)}
+    shared = Counter(table.values())
     for timm_name, mm_name in table.items():
-        assert shapes[timm_name] == theirs[mm_name], (timm_name, mm_name)
+        if mm_name not in theirs:
+            continue
+        if shared[mm_name] > 1:
+            assert declared(fixture, Kind.PART, timm_name), (timm_name, mm_name)
+            parts = [shapes[t] for t, m in table.items() if m == mm_name]
+            assert sum(map(math.prod, parts)) <= math.prod(theirs[mm_name]), (timm_name, mm_name)
+        elif declared(fixture, Kind.RESHAPED, timm_name):
+            assert shapes[timm_name] != theirs[mm_name], timm_name
+            assert math.prod(shapes[timm_name]) == math.prod(theirs[mm_name]), (timm_name, mm_name)
+        else:
+            assert shapes[timm_name] == theirs[mm_name], (timm_name, mm_name)
+
+
+def test_every_declared_difference_occurs_in_its_familys_fixtures():
+    """No declaration is dead: each matches a parameter of a fixture of its family."""
+    declared_by: dict[str, set[str]] = {}
+    used_by: dict[str, set[str]] = {}
+    for path in MODELS:
+        fixture, names, _, _ = fixture_model(path)
+        theirs = [p["name"] for p in fixture["params"]]
+        for d in family_table(fixture["family"], fixture["timm"]["name"]).differences:
+            declared_by.setdefault(fixture["family"], set()).add(d.pattern)
+            if any(d.matches(n) for n in (theirs if d.kind is Kind.MMPRETRAIN_ONLY else names)):
+                used_by.setdefault(fixture["family"], set()).add(d.pattern)
+    assert used_by == declared_by
+
+
+def test_every_rule_renames_a_parameter_of_its_familys_fixtures():
+    """No rule is untested: each is the first to match some parameter of a fixture of its family."""
+    rules_by: dict[str, set[str]] = {}
+    used_by: dict[str, set[str]] = {}
+    for path in MODELS:
+        fixture, names, _, _ = fixture_model(path)
+        table = family_table(fixture["family"], fixture["timm"]["name"])
+        rules_by.setdefault(fixture["family"], set()).update(p.pattern for p, _ in table.rules)
+        for name in names:
+            first = next(p for p, _ in table.rules if p.fullmatch(name))
+            used_by.setdefault(fixture["family"], set()).add(first.pattern)
+    assert used_by == rules_by
 
 
 def test_fixtures_cover_every_family_with_a_table():
-    assert {FAMILY[next(p for p in FAMILY if m.stem.startswith(p))] for m in MODELS} == set(FAMILIES)
+    assert {json.loads(m.read_text())["family"] for m in MODELS} == set(FAMILIES)
     assert len(MODELS) >= 9
 
 
@@ -57,13 +122,14 @@ def test_renamed_parameters_belong_to_modules_mmengine_classifies_alike(path):
     attribute name: both must agree between timm's parameter and MMPretrain's."""
     fixture, names, table, _ = fixture_model(path)
     kinds = {p["name"]: p["kind"] for p in fixture["params"]}
-    model = build_model(fixture["timm"], device="meta")
-    owners = {f"{prefix}.{n}" if prefix else n: m for prefix, m in model.named_modules() for n, _ in
-              m.named_parameters(recurse=False)}  # fmt: skip
+    timm_kinds = _timm_side(path)[2]
     for timm_name, mm_name in table.items():
-        assert owner_kind(owners[timm_name]) == kinds[mm_name], (timm_name, mm_name)
+        if mm_name in kinds:
+            assert timm_kinds[timm_name] == kinds[mm_name], (timm_name, mm_name)
     # a `bias` in one model only changes what bias_lr_mult/bias_decay_mult apply to: the port reports it
-    assert all(".grn.bias" in n for n in bias_differences(table)), bias_differences(table)
+    # (ConvNeXt V2's GRN beta, timm's bias; EVA-02's q and v biases, parts of MMPretrain's qkv.bias)
+    differ = bias_differences(table)
+    assert all(".grn.bias" in n or declared(fixture, Kind.PART, n) for n in differ), differ
 
 
 def test_a_bias_only_timm_calls_one_is_reported_where_bias_multipliers_apply():
@@ -77,6 +143,15 @@ def test_a_bias_only_timm_calls_one_is_reported_where_bias_multipliers_apply():
     report_bias_differences(table, {"norm_decay_mult": 0.0}, "pw", report)
     report_bias_differences(table, {"bias_decay_mult": 0.0, "flat_decay_mult": 0.0}, "pw", report)
     assert not report.unmapped  # GRN's beta is 1-D: flat_decay_mult gives it the same decay
+
+
+def test_biases_that_are_parts_of_mmpretrains_qkv_bias_are_reported_where_bias_multipliers_apply():
+    _, names, table, _ = fixture_model(FIXTURES / "eva02_tiny.json")
+    assert sorted(bias_differences(table)) == sorted(n for n in names if n.endswith(("q_bias", "v_bias")))
+    report = Report()
+    report_bias_differences(table, {"bias_lr_mult": 2.0}, "pw", report)
+    assert [i.key for i in report.unmapped] == ["pw.bias_lr_mult"]
+    assert "'blocks.0.attn.q_bias' ('backbone.layers.0.attn.qkv.bias')" in report.unmapped[0].message
 
 
 def owner_kind(module) -> str:

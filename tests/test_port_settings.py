@@ -5,20 +5,25 @@ steps or parameter groups, against what MMEngine builds from the original."""
 from __future__ import annotations
 
 import json
+import tomllib
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from timm.layers import DropPath
 
+from trainer.data.transforms import build_transforms
 from trainer.model import build_model
 from trainer.optim.rules import RuleMatcher
+from trainer.port.convert import check_eval_image_size
 from trainer.port.freeze import freeze_rules
 from trainer.port.names import mmpretrain_names
 from trainer.port.report import Report
 
 pytest.importorskip("mmengine", minversion="0.10.7")
 
+from test_port_cli import TRAIN  # noqa: E402
 from test_port_mmpretrain import (  # noqa: E402
     CONFIGS,
     FIXTURES,
@@ -166,17 +171,32 @@ def test_linear_probe_trains_only_the_head(tmp_path, case):
     )
 
 
-def test_efficientnet_center_crop_is_read_as_the_eval_crop(tmp_path):
-    """efficientnetv2-b0 evaluates on EfficientNetCenterCrop(224, padding 0): the whole short edge, bicubic.
-    The recipe has one data.image_size: training's 192 is kept and the 224 evaluation is the one warning."""
-    _, ported = port(tmp_path, CONFIGS / "efficientnet_v2" / "efficientnetv2-b0_8xb32_in1k.py")
-    data = ported.recipe["data"]
-    assert (data["image_size"], data["augment"]["crop_pct"], data["augment"]["interpolation"]) == (
-        192,
-        1.0,
-        "bicubic",
+def test_efficientnet_center_crop_is_the_eval_size_and_the_recipe_dry_runs(tmp_path, capsys):
+    """efficientnetv2-b0 trains on RandomResizedCrop(192) and evaluates on EfficientNetCenterCrop(224, padding
+    0): the whole short edge, bicubic. The written recipe trains at 192 and evaluates at 224, and dry-runs."""
+    config = CONFIGS / "efficientnet_v2" / "efficientnetv2-b0_8xb32_in1k.py"
+    recipe, ported = port(tmp_path, config)
+    data = tomllib.loads(recipe.read_text())["data"]
+    assert (data["image_size"], data["eval_image_size"]) == (192, 224)
+    assert (data["augment"]["crop_pct"], data["augment"]["interpolation"]) == (1.0, "bicubic")
+    assert not [i for i in ported.report.unmapped if i.key.startswith("test_pipeline")]
+    model = build_model(ported.recipe["model"], device="meta")
+    train_tf, eval_tf = build_transforms(
+        model, image_size=192, augment=data["augment"], eval_image_size=data["eval_image_size"]
     )
-    pipeline = [str(i) for i in ported.report.unmapped if i.key.startswith("test_pipeline")]
-    assert pipeline == [
-        "test_pipeline: evaluates at 224, trains at 192: the recipe has one data.image_size (both at 192)"
+    image = Image.new("RGB", (300, 240))
+    assert train_tf.transform(image).shape == (3, 192, 192)
+    assert eval_tf.transform(image).shape == (3, 224, 224)
+    assert TRAIN.main([str(recipe), "--dry-run"]) == 0
+    assert "dry run: recipe is valid" in capsys.readouterr().out
+
+
+def test_an_eval_size_a_fixed_size_model_cannot_take_is_reported_not_written():
+    recipe = {"model": {"name": "vit_tiny_patch16_224"}, "data": {"image_size": 224, "eval_image_size": 384}}
+    report = Report()
+    check_eval_image_size(build_model(recipe["model"], device="meta"), recipe, report)
+    assert "eval_image_size" not in recipe["data"]
+    assert [str(i) for i in report.unmapped] == [
+        "test_pipeline: evaluates at 384, trains at 224: timm's vit_tiny_patch16_224 takes one input size "
+        "(both at 224)"
     ]

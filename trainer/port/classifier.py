@@ -139,8 +139,22 @@ def _head(head: dict[str, Any], port: ClassifierPort, timm_model: TimmModel, rep
             report.skip(
                 "model.head.mid_channels", f"{head.get('mid_channels')!r}: {timm_model.name}'s is {width}"
             )
+    _distillation(head, timm_model, report)
     _init(head.get("init_cfg"), "model.head.init_cfg", report)
     _loss(head.get("loss"), "model.head.loss", port, report, num_classes or 1000)
+
+
+def _distillation(head: dict[str, Any], timm_model: TimmModel, report: Report) -> None:
+    """LeViT's and EfficientFormer's heads add a distillation classifier, which MMPretrain's loss refuses
+    (NotImplementedError): their configs evaluate only."""
+    kind = head.get("type")
+    if kind not in ("LeViTClsHead", "EfficientFormerClsHead") or not head.get("distillation", True):
+        return
+    key, why = "model.head.distillation", "True (MMPretrain cannot train with it, only evaluate the average)"
+    if timm_model.kwargs.get("distilled") is False:
+        report.skip(key, f"{why}: timm's {timm_model.name} has one classifier; the other is left out")
+    else:
+        report.note(key, f"{why}: timm's {timm_model.name} trains and evaluates the average of its two")
 
 
 def _loss(loss: Any, key: str, port: ClassifierPort, report: Report, num_classes: int) -> None:

@@ -11,7 +11,7 @@ from trainer.port.classifier import ClassifierPort, map_classifier
 from trainer.port.config import Source, read_config
 from trainer.port.data import map_data
 from trainer.port.freeze import freeze_rules
-from trainer.port.names import mmpretrain_names, report_bias_differences
+from trainer.port.names import mmpretrain_names, report_bias_differences, report_timm_only
 from trainer.port.optim import LAYER_DECAY_VERIFIED, OptimPort, map_optim_wrapper
 from trainer.port.report import Report
 from trainer.port.rules import translate_custom_keys
@@ -63,7 +63,10 @@ def _port(cfg: dict[str, Any], options: PortOptions, report: Report) -> tuple[di
     if runtime.lr_scale is not None and "lr" in optim.optimizer:
         optim.optimizer["lr"] = optim.optimizer["lr"] * runtime.lr_scale
     recipe = _assemble(classifier, optim, training, runtime, data)
-    names, mm_names = _model_names(recipe["model"], classifier.family, classifier.head)
+    model = _build_model(recipe["model"])
+    check_eval_image_size(model, recipe, report)
+    names = [n for n, _ in model.named_parameters()]
+    mm_names = mmpretrain_names(classifier.family, recipe["model"]["name"], names, classifier.head)
     rules: dict[str, dict] = {}
     if optim.custom_keys:
         rules = translate_custom_keys(
@@ -76,6 +79,8 @@ def _port(cfg: dict[str, Any], options: PortOptions, report: Report) -> tuple[di
         recipe.setdefault("paramwise", {})["rules"] = rules
     if mm_names is not None:
         report_bias_differences(mm_names, optim.paramwise, "optim_wrapper.paramwise_cfg", report)
+        settings = bool(optim.paramwise or optim.custom_keys)
+        report_timm_only(classifier.family, recipe["model"]["name"], mm_names, settings, report)
     if optim.layer_decay and classifier.family not in LAYER_DECAY_VERIFIED:
         report.skip(
             "optim_wrapper.constructor",
@@ -116,18 +121,36 @@ def _assemble(
     return recipe
 
 
-def _model_names(
-    model_cfg: dict[str, Any], family: str | None, head: str | None
-) -> tuple[list[str], dict[str, str] | None]:
+def _build_model(model_cfg: dict[str, Any]) -> Any:
+    """The recipe's timm model on the meta device (RecipeError where it does not build)."""
     from trainer.model import build_model, validate_model_cfg
 
     try:
         validate_model_cfg(model_cfg)
-        model = build_model(model_cfg, device="meta")
+        return build_model(model_cfg, device="meta")
     except RecipeError as err:
         raise RecipeError("model", f"the timm model does not build: {err.key}: {err.message}") from None
-    names = [n for n, _ in model.named_parameters()]
-    return names, mmpretrain_names(family, model_cfg["name"], names, head)
+
+
+def check_eval_image_size(model: Any, recipe: dict[str, Any], report: Report) -> None:
+    """A model built for one input size (a ViT's patch embedding) cannot evaluate at another: there the
+    evaluation size is left out and reported."""
+    from trainer.data.transforms import resolve_input_config
+
+    data = recipe["data"]
+    size = data.get("eval_image_size")
+    if size is None:
+        return
+    try:
+        resolve_input_config(model, size, data.get("augment"), key="data.eval_image_size")
+    except RecipeError:
+        del data["eval_image_size"]
+        train = data.get("image_size")
+        report.skip(
+            "test_pipeline",
+            f"evaluates at {size}, trains at {train}: timm's {recipe['model']['name']} takes one input size "
+            f"(both at {train})",
+        )
 
 
 def _check_weight_decay_schedule(recipe: dict[str, Any], report: Report) -> None:

@@ -288,10 +288,9 @@ def _test_pipeline(pipeline: list[dict[str, Any]], port: DataPort, report: Repor
     if port.data.get("image_size") is None:
         port.data["image_size"] = size
     elif port.data["image_size"] != size:
-        report.skip(
-            "test_pipeline",
-            f"evaluates at {size}, trains at {port.data['image_size']}: the recipe has one data.image_size "
-            f"(both at {port.data['image_size']})",
+        port.data["eval_image_size"] = size
+        report.note(
+            "test_pipeline", f"evaluates at {size}, trains at {port.data['image_size']}: data.eval_image_size"
         )
     aug["crop_pct"] = size / resize if resize and crop else 1.0
     train_interp = aug.get("interpolation")

@@ -29,7 +29,7 @@ def _mobilenet_v2(backbone: dict[str, Any], key: str, report: Report) -> TimmMod
     same = {"out_indices": (7,), "frozen_stages": -1, "norm_eval": False, "conv_cfg": None}
     same |= {"norm_cfg": {"type": "BN"}, "act_cfg": {"type": "ReLU6"}}
     check_args(backbone, key, report, {"widen_factor"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "mobilenetv2")
 
 
 @handles("MobileNetV3")
@@ -42,7 +42,7 @@ def _mobilenet_v3(backbone: dict[str, Any], key: str, report: Report) -> TimmMod
     kwargs = {"bn_eps": float(norm.get("eps", 1e-5)), "bn_momentum": float(norm.get("momentum", 0.1))}
     same = {"conv_cfg": None, "out_indices": None, "frozen_stages": -1, "norm_eval": False}
     check_args(backbone, key, report, {"arch", "norm_cfg"}, same, name)
-    return TimmModel(name, kwargs)
+    return TimmModel(name, kwargs, "mobilenetv3")
 
 
 @handles("EfficientNet")
@@ -53,7 +53,7 @@ def _efficientnet(backbone: dict[str, Any], key: str, report: Report) -> TimmMod
     same |= {"conv_cfg": {"type": "Conv2dAdaptivePadding"}, "norm_cfg": {"type": "BN", "eps": 1e-3}}
     same |= {"act_cfg": {"type": "Swish"}}
     check_args(backbone, key, report, {"arch", "drop_path_rate"}, same, name)
-    return TimmModel(name, drop_path(backbone))
+    return TimmModel(name, drop_path(backbone), "efficientnet")
 
 
 @handles("EfficientNetV2")
@@ -64,7 +64,7 @@ def _efficientnet_v2(backbone: dict[str, Any], key: str, report: Report) -> Timm
     same = {"out_indices": (-1,), "frozen_stages": 0, "norm_eval": False, "drop_path_rate": 0.0}
     same |= {"in_channels": 3, "drop_connect_rate": 0.0}
     check_args(backbone, key, report, {"arch", "drop_path_rate"}, same, name)
-    return TimmModel(name, drop_path(backbone))
+    return TimmModel(name, drop_path(backbone), "efficientnetv2")
 
 
 @handles("RepVGG")

@@ -79,7 +79,7 @@ def _swin_v2(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
         kwargs["pretrained_window_sizes"] = list(pretrained)
     used = {"arch", "img_size", "window_size", "drop_path_rate", "pretrained_window_sizes"}
     check_args(backbone, key, report, used, {**SWIN_SAME, "pad_small_map": False, "stage_cfgs": {}}, name)
-    return TimmModel(name, kwargs)
+    return TimmModel(name, kwargs, "swinv2")
 
 
 @handles("ConvNeXt")
@@ -151,6 +151,11 @@ def _davit(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"out_after_downsample": False, "pad_small_map": False, "norm_cfg": {"type": "LN"}}
     same |= {"stage_cfgs": {}, "frozen_stages": -1, "norm_eval": False, "out_indices": (3,)}
     check_args(backbone, key, report, {"arch", "drop_path_rate"}, same, name)
+    report.skip(
+        key,
+        "MMPretrain's DaViT pads its 7x7 stride-4 stem 'same' (1 pixel before, 2 after at 224), normalizes "
+        f"each token before pooling; timm's {name} pads 3 on each side and normalizes after pooling",
+    )
     return TimmModel(name, drop_path(backbone, 0.1), "davit")
 
 
@@ -164,4 +169,9 @@ def _poolformer(backbone: dict[str, Any], key: str, report: Report) -> TimmModel
     same |= {"in_patch_size": 7, "in_stride": 4, "in_pad": 2, "down_patch_size": 3, "down_stride": 2}
     same |= {"down_pad": 1, "out_indices": -1, "frozen_stages": 0}
     check_args(backbone, key, report, {"arch", "drop_path_rate", "drop_rate"}, same, name)
+    report.skip(
+        key,
+        "MMPretrain's PoolFormer normalizes the last feature map (GroupNorm, one group), then pools; timm's "
+        f"{name} pools and then normalizes (LayerNorm2d, eps 1e-6)",
+    )
     return TimmModel(name, kwargs, "poolformer")

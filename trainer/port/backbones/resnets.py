@@ -54,10 +54,9 @@ def _resnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     require(name)
     if backbone.get("drop_path_rate"):
         kwargs |= drop_path(backbone)  # both decay it linearly from 0 over the blocks
-    family = "resnet" if not prefix and not name.startswith("wide") else None
-    frozen = {"frozen_stages"} if family else set()  # trainer.port.freeze writes its freeze rules
-    check_args(backbone, key, report, used | {"drop_path_rate"} | frozen, same, name)
-    return TimmModel(name, kwargs, family)
+    # trainer.port.freeze writes the freeze rules of frozen_stages
+    check_args(backbone, key, report, used | {"drop_path_rate", "frozen_stages"}, same, name)
+    return TimmModel(name, kwargs, "resnet")
 
 
 @handles("ResNeSt")
@@ -70,7 +69,7 @@ def _resnest(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {**RESNET_SAME, "stem_channels": 64 if depth == 50 else 128, "groups": 1, "width_per_group": 4}
     same |= {"radix": 2, "reduction_factor": 4, "avg_down_stride": True, "deep_stem": True, "avg_down": True}
     check_args(backbone, key, report, {"depth"}, same, name)
-    return TimmModel(name, drop_path(backbone) if backbone.get("drop_path_rate") else {})
+    return TimmModel(name, drop_path(backbone) if backbone.get("drop_path_rate") else {}, "resnest")
 
 
 CSP_SAME = {"in_channels": 3, "frozen_stages": -1, "conv_cfg": None, "norm_eval": False}
@@ -87,7 +86,7 @@ def _cspnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     name = names[kind, depth]
     same = {**CSP_SAME, "out_indices": (4,) if kind == "CSPDarkNet" else (3,), "deep_stem": False}
     check_args(backbone, key, report, {"depth"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "cspnet")
 
 
 @handles("RegNet")
@@ -102,7 +101,7 @@ def _regnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"stem_channels": 32, "base_channels": 32, "strides": (2, 2, 2, 2), "deep_stem": False}
     same |= {"avg_down": False}
     check_args(backbone, key, report, {"arch"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "regnet")
 
 
 @handles("Res2Net")
@@ -115,7 +114,7 @@ def _res2net(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
         raise NoTimmModel("Res2Net with deep_stem/avg_down (MMPretrain's default) has no timm equivalent")
     used = {"depth", "scales", "base_width", "deep_stem", "avg_down"}
     check_args(backbone, key, report, used, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "res2net")
 
 
 @handles("DenseNet")
@@ -125,7 +124,7 @@ def _densenet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"memory_efficient": False, "norm_cfg": {"type": "BN"}, "act_cfg": {"type": "ReLU"}}
     same |= {"out_indices": -1, "frozen_stages": 0}
     check_args(backbone, key, report, {"arch"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "densenet")
 
 
 @handles("VGG")
@@ -143,7 +142,7 @@ def _vgg(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same |= {"conv_cfg": None, "act_cfg": {"type": "ReLU"}, "norm_eval": False, "ceil_mode": False}
     same |= {"with_last_pool": True}
     check_args(backbone, key, report, {"depth", "norm_cfg", "num_classes"}, same, name)
-    return TimmModel(name, {"num_classes": num_classes})
+    return TimmModel(name, {"num_classes": num_classes}, "vgg")
 
 
 @handles("InceptionV3")
@@ -155,7 +154,7 @@ def _inception_v3(backbone: dict[str, Any], key: str, report: Report) -> TimmMod
         kwargs["aux_logits"] = True
         report.skip(f"{key}.aux_logits", "True: the recipe's loss uses only the main logits")
     check_args(backbone, key, report, {"num_classes", "dropout", "aux_logits"}, {}, name)
-    return TimmModel(name, kwargs)
+    return TimmModel(name, kwargs, "inception_v3")
 
 
 @handles("HRNet")
@@ -165,4 +164,4 @@ def _hrnet(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     same = {"in_channels": 3, "norm_eval": False, "zero_init_residual": False, "multiscale_output": True}
     same |= {"conv_cfg": None, "norm_cfg": {"type": "BN"}}
     check_args(backbone, key, report, {"arch"}, same, name)
-    return TimmModel(name)
+    return TimmModel(name, {}, "hrnet")

@@ -190,12 +190,15 @@ def _xcit(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
 @handles("TNT")
 def _tnt(backbone: dict[str, Any], key: str, report: Report) -> TimmModel:
     arch = arch_name(backbone, "b", {"s": "s", "small": "s", "b": "b", "base": "b"})
-    name = f"tnt_{arch}_patch16_224"
+    # MMPretrain's TNT is the original (timm's legacy layout: a per-pixel norm before the projection, which
+    # has a bias); timm has TNT-S in that layout by name, TNT-B with legacy=True
+    name = "tnt_s_legacy_patch16_224" if arch == "s" else "tnt_b_patch16_224"
+    kwargs: dict[str, Any] = {} if arch == "s" else {"legacy": True}
     same = {"img_size": 224, "patch_size": 16, "in_channels": 3, "ffn_ratio": 4, "qkv_bias": False}
     same |= {"drop_rate": 0.0, "attn_drop_rate": 0.0, "act_cfg": {"type": "GELU"}, "norm_cfg": {"type": "LN"}}
     same |= {"first_stride": 4, "num_fcs": 2}
     check_args(backbone, key, report, {"arch", "drop_path_rate"}, same, name)
-    return TimmModel(name, drop_path(backbone), "tnt")
+    return TimmModel(name, kwargs | drop_path(backbone), "tnt")
 
 
 @handles("MlpMixer")
