@@ -73,7 +73,11 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check: bool 
     raw.pop("base", None)
     for item in overrides:
         key, value = parse_override(item)
+        _drop_alternative(raw, key, sources)
         _set_path(raw, key, value, sources)
+        if key in ALTERNATIVES and QUICK_TRIAL not in sources and isinstance(raw.get("train"), dict):
+            raw["train"]["schedule_past_end"] = "warn"  # a quick trial: cut the schedule, as MMEngine
+            sources[QUICK_TRIAL] = OVERRIDE_SOURCE
     recipe = Recipe(path=path, cfg={}, chain=chain, sources=sources)
     with recipe.blame():
         recipe.cfg = validate(raw)
@@ -134,12 +138,37 @@ def _load_with_bases(
     return merged
 
 
+ALTERNATIVES: dict[KeyPath, KeyPath] = {
+    ("train", "epochs"): ("train", "max_steps"),
+    ("train", "max_steps"): ("train", "epochs"),
+}
+"""Keys of which a recipe sets one: a later file or a --set that sets one replaces the other."""
+QUICK_TRIAL: KeyPath = ("train", "schedule_past_end")
+"""Set to "warn" by a --set of the training length, unless a recipe or --set gives it."""
+
+
+def _drop_alternative(cfg: dict[str, Any], key: KeyPath, sources: dict[KeyPath, str]) -> None:
+    """Setting `key` (a --set, or a file over its bases) unsets the key it is an alternative to."""
+    other = ALTERNATIVES.get(key)
+    if other is None:
+        return
+    table = cfg.get(other[0])
+    if isinstance(table, dict):
+        table.pop(other[1], None)
+        sources.pop(other, None)
+
+
 def _merge(
     dst: dict[str, Any], src: dict[str, Any], sources: dict[KeyPath, str], source: str | None, prefix=()
 ) -> None:
-    """Deep-merge `src` into `dst`: tables merge, everything else (lists too) replaces."""
+    """Deep-merge `src` into `dst`: tables merge, everything else (lists too) replaces; a key replaces its
+    alternative (`train.max_steps` replaces a base's `train.epochs`)."""
     for k, v in src.items():
         key = (*prefix, k)
+        other = ALTERNATIVES.get(key)
+        if other is not None and other[-1] not in src:  # the same file setting both is an error later
+            dst.pop(other[-1], None)
+            sources.pop(other, None)
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
             _merge(dst[k], v, sources, source, key)
         else:
@@ -248,6 +277,7 @@ def check_sections(cfg: dict[str, Any]) -> None:
     from trainer.model import validate_model_cfg
     from trainer.optim import validate_optimizer_cfg, validate_paramwise_cfg
     from trainer.optim.hyperparams import optimizer_hyperparams
+    from trainer.recipe.trackers import check_trackers
     from trainer.schedule import validate_schedule
 
     validate_model_cfg(cfg["model"])
@@ -257,3 +287,4 @@ def check_sections(cfg: dict[str, Any]) -> None:
         cfg["schedule"], cfg["train"], optimizer_hyperparams(cfg["optimizer"]), cfg["optimizer"]["type"]
     )
     validate_data_cfg(cfg["data"])
+    check_trackers(cfg["train"])

@@ -7,7 +7,7 @@ those keys are checked later against the callee's signature."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,6 +17,37 @@ from trainer.optim.schema import ClipGradCfg, OptimizerCfg, ParamwiseCfg
 from trainer.schedule.schema import ScheduleEntry
 from trainer.sections import Section
 
+TrackerArgs = dict[str, Any] | None
+Tracker = Literal[
+    "tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive", "swanlab", "trackio"
+]
+
+
+class TrackersCfg(Section):
+    """`[train.trackers]`: the project and each tracker's init arguments (Accelerate's `init_kwargs`), e.g.
+    `wandb = { entity = "me", tags = ["quick"] }`; a run is named by its folder unless its arguments say."""
+
+    project: str | None = Field(None, min_length=1)
+    """The trackers' project (W&B project, MLflow experiment, ...); default: the recipe's name."""
+    tensorboard: TrackerArgs = None
+    """Arguments of TensorBoard's SummaryWriter (flush_secs, ...); its files go in the run folder."""
+    wandb: TrackerArgs = None
+    """Arguments of `wandb.init` (entity, tags, notes, name, ...)."""
+    mlflow: TrackerArgs = None
+    """Arguments of Accelerate's MLflowTracker (run_name, tags, description, nested_run, logging_dir)."""
+    aim: TrackerArgs = None
+    """Arguments of `aim.Run` (repo, ...)."""
+    comet_ml: TrackerArgs = None
+    """Arguments of Comet's `start`."""
+    clearml: TrackerArgs = None
+    """Arguments of ClearML's `Task.init`."""
+    dvclive: TrackerArgs = None
+    """Arguments of `dvclive.Live`."""
+    swanlab: TrackerArgs = None
+    """Arguments of `swanlab.init`."""
+    trackio: TrackerArgs = None
+    """Arguments of `trackio.init`."""
+
 
 class TrainCfg(Section):
     """`[train]`: length, accumulation, precision and the loss."""
@@ -25,6 +56,11 @@ class TrainCfg(Section):
     """Train for this many epochs (set this or max_steps)."""
     max_steps: int | None = Field(None, ge=1)
     """Train for this many optimizer steps (set this or epochs)."""
+    schedule_past_end: Literal["error", "warn"] = "error"
+    """Schedule windows and milestones past the end of training: "error" (a schedule that outlasts its run
+    is likely a slip), or "warn" (MMEngine's behaviour: a window that begins there is dropped, one that ends
+    there is cut, milestones there never apply; a warning line each). A `--set` of train.epochs or
+    train.max_steps (a quick trial) makes it "warn" unless set."""
     accumulate: int = Field(1, ge=1)
     """Micro-batches per optimizer step (MMEngine's accumulative_counts): a step is one global batch of
     batch_size x processes x accumulate samples."""
@@ -43,8 +79,11 @@ class TrainCfg(Section):
     """With loss "bce": weight of positive targets (timm's `--bce-pos-weight`)."""
     log_every: int = Field(10, ge=1)
     """Write a metrics line every this many steps."""
-    log_with: list[Literal["tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml"]] = []
-    """Accelerate trackers to log to, e.g. ["tensorboard"]."""
+    log_with: list[Tracker] = []
+    """Accelerate's trackers to log every record to, e.g. ["tensorboard"] (installed with trainer; the others
+    with their own package); checked before training."""
+    trackers: TrackersCfg = TrackersCfg()
+    """The trackers' project and init arguments."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A non-finite loss or gradient norm: "stop" (save nothing new, exit 1 naming the step) or "skip" the
     update (costs one host sync per step)."""

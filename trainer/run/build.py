@@ -36,7 +36,7 @@ def make_accelerator(recipe: Recipe, precision: str) -> Accelerator:
         gradient_accumulation_steps=train["accumulate"],
         mixed_precision=precision,
         cpu=not torch.cuda.is_available(),
-        log_with=train["log_with"] or None,
+        # trackers start once the run folder is known (trainer.run.tracking.start_trackers)
         project_config=ProjectConfiguration(project_dir=recipe.cfg["output_dir"]),
         # data order is a function of (seed, epoch) alone: exact resume, same order on every launch
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.cfg["seed"]),

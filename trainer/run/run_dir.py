@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from trainer.errors import RecipeError
 from trainer.files import WriteError, write_text
-from trainer.outputs.run_info import flat, recipe_changes, write_run_info
+from trainer.outputs.run_info import recipe_changes, write_run_info
 from trainer.recipe.load import Recipe
 from trainer.run.checkpoint import TrainerState, any_failed
 from trainer.run.metrics import MetricsLog
 from trainer.run.start import Start
+from trainer.run.tracking import start_trackers
 
 
 def open_run_dir(accelerator, recipe: Recipe, start: Start, state: TrainerState) -> MetricsLog:
@@ -38,16 +38,14 @@ def open_run_dir(accelerator, recipe: Recipe, start: Start, state: TrainerState)
             unwritable = err
     if any_failed(accelerator, unwritable is not None):
         raise RecipeError("output_dir", f"cannot write the run directory {str(output_dir)!r}: {unwritable}")
-    log_with = cfg["train"]["log_with"]
-    if log_with:
-        accelerator.init_trackers(output_dir.name, config=tracker_config(cfg))
+    tracking = start_trackers(accelerator, cfg, recipe.name, output_dir, state.step)
     if start.resume_from is not None:
         changes = recipe_changes((start.resume_from / "recipe.toml").read_text(), recipe.to_toml())
         accelerator.print(
             f"resumed from {start.resume_from} at step {state.step}"
             + (f"; recipe changed: {'; '.join(changes)}" if changes else "")
         )
-    return MetricsLog(accelerator, output_dir, use_trackers=bool(log_with))
+    return MetricsLog(accelerator, output_dir, use_trackers=tracking)
 
 
 def rewind_metrics(path: Path, step: int) -> str | None:
@@ -73,8 +71,3 @@ def rewind_metrics(path: Path, step: int) -> str | None:
     if torn:
         return f"{path}: dropped {torn} line(s) that were not whole JSON records (a write cut short)"
     return None
-
-
-def tracker_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The recipe flattened for trackers' hyper-parameter tables (lists become strings)."""
-    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat(cfg).items()}

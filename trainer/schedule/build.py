@@ -10,7 +10,7 @@ import torch
 from trainer.schedule.compose import ParamCurve, compose
 from trainer.schedule.plateau import Plateau
 from trainer.schedule.units import Window, resolve, total_steps
-from trainer.schedule.validate import parse_schedule, training_length
+from trainer.schedule.validate import parse_schedule, training_length, warn
 
 
 class Schedule:
@@ -123,6 +123,7 @@ def build_schedule(
     param_groups: list[dict[str, Any]],
     steps_per_epoch: int,
     train_cfg: dict[str, Any],
+    say_notes: bool = True,
 ) -> Schedule:
     """Check `entries` and precompute the schedule of every param group (each from its own initial values,
     as MMEngine's `initial_lr`), for training of `train_cfg` length at `steps_per_epoch`."""
@@ -133,7 +134,11 @@ def build_schedule(
     parsed = parse_schedule(entries, train_cfg)
     epochs, max_steps = training_length(train_cfg)
     total = total_steps(epochs, max_steps, steps_per_epoch)
-    windows = [resolve(e, steps_per_epoch, epochs, total) for e in parsed]
+    notes: list[str] = []  # what only step units show (the rest was said when the recipe was checked)
+    resolved = [resolve(e, steps_per_epoch, epochs, total, notes) for e in parsed if not e.dropped]
+    windows = [w for w in resolved if w is not None]
+    if say_notes:
+        warn(notes)
     by_param: dict[str, list[Window]] = {"lr": []}
     for w in windows:
         by_param.setdefault(w.scheduler.param_name, []).append(w)

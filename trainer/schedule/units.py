@@ -14,7 +14,7 @@ import numpy as np
 
 from trainer.errors import RecipeError
 from trainer.schedule.schedulers import ParamScheduler
-from trainer.schedule.validate import Entry
+from trainer.schedule.validate import PAST_END_HINT, Entry
 
 
 def batches_per_epoch(
@@ -107,8 +107,15 @@ class Window:
         return self.entry.epoch_stepped
 
 
-def resolve(entry: Entry, steps_per_epoch: int, epochs: int | None, total: int) -> Window:
-    """Build `entry`'s scheduler in the units it steps in, with MMEngine's defaults for end and T_max."""
+def resolve(
+    entry: Entry, steps_per_epoch: int, epochs: int | None, total: int, notes: list[str] | None = None
+) -> Window | None:
+    """Build `entry`'s scheduler in the units it steps in, with MMEngine's defaults for end and T_max.
+
+    What lies past the end of training in step units is a RecipeError, or with train.schedule_past_end =
+    "warn" a line in `notes`: then a window that begins there is None (MMEngine never applies it), one that
+    ends there is cut, milestones there never apply."""
+    lenient, notes = entry.lenient, [] if notes is None else notes
     args = {k: v for k, v in entry.args.items() if k not in ("type", "convert_to_iter_based")}
     key = entry.key
     if entry.epoch_stepped:
@@ -116,18 +123,46 @@ def resolve(entry: Entry, steps_per_epoch: int, epochs: int | None, total: int) 
         last_epoch = epochs if epochs is not None else math.ceil(total / steps_per_epoch)
         args["end"] = args["end"] if args["end"] is not None else default_end
         first, stop = args["begin"], min(args["end"], last_epoch)
+        if epochs is None and first >= stop:  # max_steps training that ends before its first epoch
+            notes.append(
+                f"{key} ({entry.args['type']}) begins at epoch {first:g} and training ends in epoch"
+                f" {last_epoch} (train.max_steps = {total}): dropped, as MMEngine never applies it"
+            )
+            return None
+        if epochs is None and not entry.cls.needs_metric:
+            notes.append(
+                f"{key} ({entry.args['type']}) steps once per epoch and training counts steps"
+                f" (train.max_steps = {total}): it steps at each epoch start (MMEngine's iteration loop"
+                " would hold its first value; convert_to_iter_based = true steps it every step)"
+            )
         steps = np.arange(first, max(first, stop), dtype=np.int64) * steps_per_epoch
     else:
         if entry.converted:
             args = _to_steps(entry, args, steps_per_epoch, total)
         args["end"] = args["end"] if args["end"] is not None else total
         args["by_epoch"] = False
-        if args["begin"] >= total:
-            raise RecipeError(
-                f"{key}.begin",
-                f"step {args['begin']:g} is not before the end of training "
-                f"({total} steps): the scheduler would never act",
+        if (
+            lenient
+            and args["end"] > total
+            and args["begin"] < total
+            and (epochs is None or not entry.by_epoch)
+        ):
+            notes.append(
+                f"{key} ({entry.args['type']}) ends at step {args['end']:g} and training ends at step"
+                f" {total}: cut there, its curve as written (as MMEngine)"
             )
+        if args["begin"] >= total:
+            if not lenient:
+                raise RecipeError(
+                    f"{key}.begin",
+                    f"step {args['begin']:g} is not before the end of training "
+                    f"({total} steps): the scheduler would never act{PAST_END_HINT}",
+                )
+            notes.append(
+                f"{key} ({entry.args['type']}) begins at step {args['begin']:g} and training ends at step"
+                f" {total}: dropped, as MMEngine never applies it"
+            )
+            return None
         if not args["end"] > args["begin"]:
             raise RecipeError(
                 f"{key}.end",
@@ -137,8 +172,8 @@ def resolve(entry: Entry, steps_per_epoch: int, epochs: int | None, total: int) 
         steps = np.arange(args["begin"], min(args["end"], total), dtype=np.int64)
     scheduler = entry.cls(**args)
     scheduler.check_window(key, len(steps))
-    if not entry.epoch_stepped:
-        _check_step_milestones(entry, scheduler, total)
+    if not entry.epoch_stepped:  # epoch-counted ones were said in epochs when the recipe was checked
+        _check_step_milestones(entry, scheduler, total, notes if epochs is None or not entry.by_epoch else [])
     return Window(entry, scheduler, steps)
 
 
@@ -156,15 +191,26 @@ def _to_steps(entry: Entry, args: dict, steps_per_epoch: int, total: int) -> dic
     return out
 
 
-def _check_step_milestones(entry: Entry, scheduler: ParamScheduler, total: int) -> None:
-    stop = min(scheduler.end, total)
+def _check_step_milestones(entry: Entry, scheduler: ParamScheduler, total: int, notes: list[str]) -> None:
+    """Milestones past the window's own end are an error; past the end of training too, or a note."""
+    late = []
     for m in getattr(scheduler, "milestones", None) or ():
-        if scheduler.begin + m >= stop:
+        stop = min(scheduler.end, total)
+        if scheduler.begin + m >= scheduler.end or (scheduler.begin + m >= total and not entry.lenient):
             raise RecipeError(
                 f"{entry.key}.milestones",
                 f"milestone {m:g} steps{_counted_from(scheduler.begin, m)} is not before the end "
-                f"(step {stop}, training has {total} steps); it would never apply",
+                f"(step {stop}, training has {total} steps); it would never apply"
+                + ("" if scheduler.begin + m >= scheduler.end else PAST_END_HINT),
             )
+        if scheduler.begin + m >= total:
+            late.append(m)
+    if late:
+        notes.append(
+            f"{entry.key}.milestones {', '.join(f'{m:g}' for m in late)} steps"
+            f"{_counted_from(scheduler.begin, late[0]) if scheduler.begin else ''} are not before the end of"
+            f" training (step {total}): never applied, as in MMEngine"
+        )
 
 
 def _counted_from(begin: int, milestone: float) -> str:

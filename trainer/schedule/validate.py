@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.errors import RecipeError, did_you_mean
@@ -31,6 +33,12 @@ class Entry:
     index: int
     cls: type[ParamScheduler]
     args: dict[str, Any]
+    dropped: bool = False
+    """It would begin at or after the end of training: never applied (MMEngine's behaviour), not built."""
+    notes: list[str] = field(default_factory=list)
+    """What acts otherwise than written because training ends first (warning lines)."""
+    lenient: bool = False
+    """What lies past the end of training is a note, not an error (train.schedule_past_end = "warn")."""
 
     @property
     def key(self) -> str:
@@ -57,6 +65,7 @@ def validate_schedule(
     optimizer_name: str = "the optimizer",
 ) -> None:
     """Raise RecipeError (`schedule[i].<arg>`) for the first problem in `entries`; see `parse_schedule`.
+    Print a warning line for each entry that acts otherwise than written because training ends first.
 
     `hyperparams`: the optimizer's arguments (None: unknown); each entry must schedule one of them
     (momentum may live in Adam's `betas`), so a momentum schedule on Adagrad fails before anything is built.
@@ -64,6 +73,14 @@ def validate_schedule(
     parsed = parse_schedule(entries, train_cfg)
     if hyperparams is not None:
         check_scheduled_hyperparams(parsed, hyperparams, optimizer_name)
+    warn([note for entry in parsed for note in entry.notes])
+
+
+def warn(notes: list[str]) -> None:
+    """Print `notes` as `schedule warning:` lines (the first process only)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        for note in notes:
+            print(f"schedule warning: {note}", file=sys.stderr, flush=True)
 
 
 def check_scheduled_hyperparams(
@@ -92,7 +109,8 @@ def parse_schedule(entries: list[dict[str, Any]], train_cfg: dict[str, Any]) -> 
     if not isinstance(entries, list):
         raise RecipeError("schedule", f"expected a list of [[schedule]] tables, got {type(entries).__name__}")
     epochs, _ = training_length(train_cfg)
-    parsed = [parse_entry(i, entry, epochs) for i, entry in enumerate(entries)]
+    lenient = train_cfg.get("schedule_past_end", "error") == "warn"
+    parsed = [parse_entry(i, entry, epochs, lenient) for i, entry in enumerate(entries)]
     one_cycles = [e for e in parsed if e.cls.__name__.startswith("OneCycle")]
     if len(one_cycles) > 1:
         raise RecipeError(
@@ -111,8 +129,9 @@ def training_length(train_cfg: dict[str, Any]) -> tuple[int | None, int | None]:
     return epochs, max_steps
 
 
-def parse_entry(index: int, entry: Any, epochs: int | None) -> Entry:
-    """Check one entry; `epochs` is the training length in epochs, or None for max_steps training."""
+def parse_entry(index: int, entry: Any, epochs: int | None, lenient: bool = False) -> Entry:
+    """Check one entry; `epochs` is the training length in epochs, or None for max_steps training;
+    `lenient`: what lies past the end of training is a note (train.schedule_past_end = "warn")."""
     key = f"schedule[{index}]"
     if not isinstance(entry, dict):
         raise RecipeError(key, f"expected a table with `type` and its arguments, got {type(entry).__name__}")
@@ -146,8 +165,8 @@ def parse_entry(index: int, entry: Any, epochs: int | None) -> Entry:
     args["type"] = name
     scheduler = cls(**{k: v for k, v in args.items() if k != "type"})
     scheduler.check(key)
-    parsed = Entry(index, cls, args)
-    _check_window(parsed, epochs)
+    parsed = Entry(index, cls, args, lenient=lenient)
+    _check_window(parsed, epochs, lenient)
     return parsed
 
 
@@ -188,8 +207,11 @@ def _is_kind(value: Any, kind: str) -> bool:
     return isinstance(value, str)
 
 
-def _check_window(entry: Entry, epochs: int | None) -> None:
-    """begin < end; epoch-counted windows and milestones inside training; by_epoch needs epochs."""
+def _check_window(entry: Entry, epochs: int | None, lenient: bool) -> None:
+    """begin < end; epoch-counted windows and milestones inside training; by_epoch needs epochs. With
+    `lenient` (train.schedule_past_end = "warn", MMEngine's behaviour) what lies past the end of training is a
+    note instead: a window that begins there is dropped, one that ends there is cut (its curve as written),
+    milestones there never apply, and an epoch-stepped entry in max_steps training steps at epoch starts."""
     args, key = entry.args, entry.key
     begin, end = args["begin"], args["end"]
     unit = "epochs" if entry.by_epoch else "steps"
@@ -197,7 +219,7 @@ def _check_window(entry: Entry, epochs: int | None) -> None:
         raise RecipeError(f"{key}.begin", f"must be >= 0, got {begin!r}")
     if end is not None and not end > begin:
         raise RecipeError(f"{key}.end", f"must be after begin ({begin} {unit}), got {end!r}")
-    if entry.epoch_stepped and epochs is None and not entry.cls.needs_metric:
+    if entry.epoch_stepped and epochs is None and not entry.cls.needs_metric and not lenient:
         raise RecipeError(
             f"{key}.by_epoch",
             "training is max_steps-based, so an epoch-stepped scheduler "
@@ -206,23 +228,51 @@ def _check_window(entry: Entry, epochs: int | None) -> None:
         )
     if not entry.by_epoch or epochs is None:
         return
-    if end is not None and end > epochs:
-        raise RecipeError(
-            f"{key}.end",
-            f"{end} is beyond the last epoch (train.epochs = {epochs}); leave `end` out to end with training",
-        )
+    name, length = f"{key} ({args['type']})", f"training ends at epoch {epochs} (train.epochs)"
     last = min(end, epochs) if end is not None else epochs
-    if not begin < last:
-        raise RecipeError(
+    if not begin < last:  # begin < end: it begins at or after the last epoch
+        entry.dropped = lenient
+        past_end(
+            entry,
+            lenient,
             f"{key}.begin",
             f"{begin} is not before the end of the window ({last} epochs, "
             f"train.epochs = {epochs}): the scheduler would never act",
+            f"{name} begins at epoch {begin:g} and {length}: dropped, as MMEngine never applies it",
         )
+        return
+    if end is not None and end > epochs:
+        past_end(
+            entry,
+            lenient,
+            f"{key}.end",
+            f"{end} is beyond the last epoch (train.epochs = {epochs}); leave `end` out to end with training",
+            f"{name} ends at epoch {end:g} and {length}: cut there, its curve as written (as MMEngine)",
+        )
+    late = []
     for m in args.get("milestones") or ():
         if begin + m >= last:
             where = f" (epoch {begin + m}: milestones count from begin = {begin})" if begin else ""
-            raise RecipeError(
-                f"{key}.milestones",
-                f"milestone {m}{where} is not before the end ({last} epochs, train.epochs = {epochs}); "
-                "it would never apply",
-            )
+            if end is not None and begin + m >= end or not lenient:
+                raise RecipeError(
+                    f"{key}.milestones",
+                    f"milestone {m}{where} is not before the end ({last} epochs, train.epochs = {epochs}); "
+                    "it would never apply" + ("" if end is not None and begin + m >= end else PAST_END_HINT),
+                )
+            late.append(m)
+    if late:
+        where = f" (counted from begin = {begin:g})" if begin else ""
+        entry.notes.append(
+            f"{key}.milestones {', '.join(f'{m:g}' for m in late)}{where} are not before epoch {last:g} and"
+            f" {length}: never applied, as in MMEngine"
+        )
+
+
+PAST_END_HINT = '; or set train.schedule_past_end = "warn" to cut the schedule there, as MMEngine does'
+
+
+def past_end(entry: Entry, lenient: bool, key: str, error: str, note: str) -> None:
+    """Something of `entry` lies past the end of training: a RecipeError, or with `lenient` a note."""
+    if not lenient:
+        raise RecipeError(key, error + PAST_END_HINT)
+    entry.notes.append(note)
