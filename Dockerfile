@@ -26,8 +26,9 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# Dependencies first (cached while only the source changes), installed as README's set-up command does.
-COPY pyproject.toml README.md ./
+# Dependencies first (cached while only the source changes), installed as README's set-up command does
+# (LICENSE too: pyproject's license-files names it).
+COPY pyproject.toml README.md LICENSE ./
 COPY trainer/__init__.py trainer/__init__.py
 RUN python -m pip install torch==2.14.1 torchvision==0.29.1 -e .
 

@@ -1,6 +1,6 @@
 """Upload a run directory to the Hugging Face Hub as a timm model: `hf-hub:REPO_ID` then loads with timm.
 
-scripts/push_to_hub.py runs/quickstart user/quickstart-resnet10t [--private] [--dry-run]
+scripts/push_to_hub.py runs/quickstart user/quickstart-resnet10t --license apache-2.0 [--private] [--dry-run]
 (log in first with `hf auth login`, or set HF_TOKEN)
 """
 
@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
     parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub model repository, user/name or org/name")
+    parser.add_argument(
+        "--license",
+        metavar="ID",
+        help="the weights' license as a Hub identifier (apache-2.0, mit, cc-by-nc-4.0, other, ...); required"
+        " unless the card states one (timm's license of the initial weights, or one written into README.md)",
+    )
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision", help="branch to commit to (default: main)")
     parser.add_argument("--message", default="Upload a trainer run", help="commit message")
@@ -28,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.outputs.hub import PushError, plan_upload, push
 
         try:
-            uploads, notes = plan_upload(args.run_dir, args.repo_id)
+            uploads, notes = plan_upload(args.run_dir, args.repo_id, license=args.license)
         except WriteError as err:  # the card or config.json of an older run could not be written
             print(f"push error: {err}", file=sys.stderr)
             return 1

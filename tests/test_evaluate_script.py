@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from runs import ROOT, call_main, make_dataset, records, train_env, train_in_process
 
 EVALUATE = ROOT / "scripts" / "evaluate.py"
+LAUNCH = ROOT / "scripts" / "launch.py"
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +24,23 @@ def vit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_in_process(tmp, make_dataset(tmp / "data"), "vit", ema="decay = 0.9")
 
 
-def evaluate(*args: str, nproc: int = 1, expect: int = 0, capfd=None) -> tuple[str, str]:
-    """scripts/evaluate.py's (stdout, stderr): as a real process (under torchrun with `nproc` > 1), or with
-    `capfd` its main in this process (what it computes; the exit code and output are the same)."""
+def evaluate(
+    *args: str, nproc: int = 1, expect: int = 0, capfd=None, launcher: str = "torchrun"
+) -> tuple[str, str]:
+    """scripts/evaluate.py's (stdout, stderr): as a real process (with `nproc` > 1 under torchrun, or
+    scripts/launch.py with `launcher="launch.py"`), or with `capfd` its main in this process (what it
+    computes; the exit code and output are the same)."""
     if capfd is not None and nproc == 1:
         code, out, err = call_main("evaluate.py", list(args), capfd)
         assert code == expect, out[-3000:] + err[-3000:]
         return out, err
-    launcher = [sys.executable]
-    if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone"]
+    command = [sys.executable]
+    if nproc > 1 and launcher == "launch.py":
+        command += [str(LAUNCH), "--num_processes", str(nproc)]
+    elif nproc > 1:
+        command += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone"]
     proc = subprocess.run(
-        [*launcher, str(EVALUATE), *map(str, args)],
+        [*command, str(EVALUATE), *map(str, args)],
         env=train_env(),
         capture_output=True,
         text=True,
@@ -76,6 +82,23 @@ def test_a_recipe_with_weights_on_two_processes_counts_every_sample_once(vit_run
     assert result["processes"] == 2 and result["samples"] == 16
     assert result["eval_top1"] == record["eval_top1"] and result["eval_top5"] == record["eval_top5"]
     assert result["eval_loss"] == pytest.approx(record["eval_loss"], rel=1e-6)  # other batch shapes
+
+
+def test_the_readme_launcher_evaluates_a_run_dir_on_two_processes_with_the_one_process_top1(vit_run, capfd):
+    """README's `python scripts/launch.py --num_processes 2 scripts/evaluate.py RUN_DIR`: two gloo processes
+    on the CPU, each a shard, every sample once, the numbers of one process."""
+    one = json.loads(evaluate(vit_run, capfd=capfd)[0])
+    two = json.loads(evaluate(vit_run, nproc=2, launcher="launch.py")[0])
+    assert (one["processes"], two["processes"]) == (1, 2) and one["samples"] == two["samples"] == 16
+    assert (two["eval_top1"], two["eval_top5"]) == (one["eval_top1"], one["eval_top5"])
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-6)  # other batch shapes
+
+
+def test_help_says_it_takes_a_run_dir_or_a_recipe(capfd):
+    code, out, _ = call_main("evaluate.py", ["--help"], capfd)
+    assert code == 0
+    assert "usage: evaluate.py (RUN_DIR | RECIPE) " in out and "  RUN_DIR | RECIPE  " in out
+    assert "path to a TOML recipe" not in out  # recipe_parser's help for a RECIPE alone
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 
 from runs import ROOT, call_main, records, run, train_env
 from trainer.model import build_model, load_exact
-from trainer.outputs.export import describe_data, model_from_recipe, read_recipe, write_model_folder
+from trainer.outputs.export import (
+    DataSummary,
+    base_weights,
+    describe_data,
+    model_card,
+    model_from_recipe,
+    read_recipe,
+    write_model_folder,
+)
 
 PUSH = ROOT / "scripts" / "push_to_hub.py"
 DIGITS = ROOT / "data" / "digits"
@@ -92,15 +101,114 @@ def _first_digit() -> Image.Image:
     return datasets.load_dataset("parquet", data_dir=str(DIGITS), split="validation")[0]["image"]
 
 
-def test_model_card_has_recipe_data_final_metrics_and_command(quickstart):
+def test_model_card_has_data_final_metrics_usage_command_and_recipe(quickstart):
     card = (quickstart / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: timm\n")
     last_eval = [r for r in records(quickstart) if "eval_top1" in r][-1]
     assert f"| model | {last_eval['eval_loss']:.4f} | {last_eval['eval_top1']:.2f} % |" in card
+    assert "on local parquet files (359 validation / 359 validation images)" in card  # train on validation
     assert "eval split `validation` (359 images)" in card and "resnet10t" in card
-    assert "scripts/train.py" in card and "recipes/quickstart.toml" in card and "train.epochs=2" in card
-    assert (quickstart / "recipe.toml").read_text().rstrip() in card
-    assert f'timm.create_model("local-dir:{quickstart}", pretrained=True)' in card
+    assert (
+        "python scripts/train.py " in card and "quickstart.toml --set " in card and "train.epochs=2" in card
+    )
+    assert "--set output_dir=PATH/TO/RUN data.path=PATH/TO/DATA" in card
+    assert '\noutput_dir = "PATH/TO/RUN"\n' in card and '\npath = "PATH/TO/DATA"\n' in card  # the recipe
+    assert 'timm.create_model("local-dir:PATH/TO/RUN", pretrained=True)' in card
+    assert "- **License:** not set" in card  # random initial weights: the license is the user's to state
+
+
+def test_model_card_metadata_parses_with_huggingface_hub_and_holds_the_final_eval_as_model_index(quickstart):
+    from huggingface_hub import metadata_load
+
+    metadata = metadata_load(quickstart / "README.md")
+    assert (metadata["library_name"], metadata["pipeline_tag"]) == ("timm", "image-classification")
+    assert "license" not in metadata and "base_model" not in metadata  # random start: neither is known
+    assert "datasets" not in metadata  # local data: only a Hub dataset is listed
+    last_eval = [r for r in records(quickstart) if "eval_top1" in r][-1]
+    card = ModelCard.load(quickstart / "README.md")
+    assert card.data.model_name == "quickstart"
+    results = {r.metric_name: r for r in card.data.eval_results}
+    assert results["Top 1 Accuracy"].metric_value == last_eval["eval_top1"]  # exactly metrics.jsonl's
+    assert results["Top 5 Accuracy"].metric_value == last_eval["eval_top5"]
+    top1 = results["Top 1 Accuracy"]
+    assert (top1.task_type, top1.metric_type) == ("image-classification", "accuracy")
+    assert (top1.dataset_type, top1.dataset_name, top1.dataset_split) == (
+        "parquet",
+        "local parquet files",
+        "validation",
+    )
+
+
+def test_model_card_body_names_no_local_path_of_the_run_or_its_data(quickstart):
+    card = (quickstart / "README.md").read_text()
+    data_path = read_recipe(quickstart)["data"]["path"]
+    assert data_path == str(DIGITS)
+    for local in (str(quickstart), str(quickstart.resolve()), data_path, "data/digits", str(ROOT)):
+        assert local not in card, local
+
+
+@pytest.mark.parametrize(
+    ("model_cfg", "hub_id", "license"),
+    [
+        ({"name": "resnet50.a1_in1k", "pretrained": True}, "timm/resnet50.a1_in1k", "apache-2.0"),
+        ({"name": "resnet50", "pretrained": True}, "timm/resnet50.a1_in1k", "apache-2.0"),  # timm's default
+        (
+            {"name": "resnet50.fb_ssl_yfcc100m_ft_in1k", "pretrained": True},
+            "timm/resnet50.fb_ssl_yfcc100m_ft_in1k",
+            "cc-by-nc-4.0",
+        ),
+        ({"name": "hf-hub:someone/digits-resnet"}, "someone/digits-resnet", None),
+        ({"name": "hf-hub:someone/digits-resnet@v2", "num_classes": 4}, "someone/digits-resnet", None),
+        ({"name": "hf-hub:someone/digits-resnet", "pretrained": False}, None, None),
+        ({"name": "local-dir:/home/me/runs/quickstart"}, None, None),
+        ({"name": "resnet50", "pretrained": True, "weights": "/home/me/w.safetensors"}, None, None),
+        ({"name": "resnet50"}, None, None),
+    ],
+)
+def test_base_model_is_the_hub_id_of_pretrained_or_hub_weights_and_never_a_local_file(
+    model_cfg, hub_id, license
+):
+    base = base_weights(model_cfg)
+    assert (base.hub_id, base.license) == (hub_id, license)
+    assert "/home/me" not in base.text
+
+
+def card_for(quickstart: Path, **changes: dict) -> str:
+    """The quickstart's card as model_card writes it for its recipe with `changes` to its tables."""
+    cfg = read_recipe(quickstart)
+    for table, values in changes.items():
+        cfg[table] = {**cfg.get(table, {}), **values}
+    data = describe_data(cfg["data"])
+    return model_card(quickstart, cfg, model_from_recipe(cfg), data)
+
+
+def test_a_pretrained_start_names_its_timm_hub_id_as_base_model_and_inherits_its_license(
+    quickstart, tmp_path
+):
+    from trainer.outputs.hub import hub_card
+
+    text = card_for(quickstart, model={"pretrained": True})  # written from the recipe: nothing downloaded
+    card = ModelCard(text)
+    assert (card.data.base_model, card.data.license) == ("timm/resnet10t.c3_in1k", "apache-2.0")
+    assert "`apache-2.0` (the initial weights' license, from timm's registry)" in card.text
+    (tmp_path / "README.md").write_text(text)
+    pushed, notes = hub_card(tmp_path, "someone/digits", None)  # the inherited license goes up as it is
+    assert ModelCard(pushed).data.license == "apache-2.0" and notes == [
+        "license: apache-2.0 (from README.md; --license ID sets another)"
+    ]
+
+
+def test_only_a_hub_dataset_is_listed_in_the_metadata_and_named_in_the_body(quickstart):
+    cfg = read_recipe(quickstart)
+    hub = DataSummary(sizes={"train": 50000, "eval": 10000}, hub_name="uoft-cs/cifar10", format="hub")
+    cfg["data"] = {**cfg["data"], "path": "uoft-cs/cifar10", "train_split": "train", "eval_split": "test"}
+    card = ModelCard(model_card(quickstart, cfg, model_from_recipe(cfg), hub))
+    assert card.data.datasets == ["uoft-cs/cifar10"]
+    result = card.data.eval_results[0]
+    assert (result.dataset_type, result.dataset_name) == ("uoft-cs/cifar10", "uoft-cs/cifar10")
+    assert result.dataset_split == "test"
+    link = "[`uoft-cs/cifar10`](https://huggingface.co/datasets/uoft-cs/cifar10)"
+    assert f"on the Hub dataset {link} (50,000 train / 10,000 test images)" in card.text
+    assert '\npath = "uoft-cs/cifar10"\n' in card.text  # a Hub name is no local path: the recipe keeps it
 
 
 def test_export_from_the_recipe_alone_writes_the_same_config(quickstart, tmp_path):
@@ -122,7 +230,7 @@ def test_labels_that_are_not_a_class_label_give_no_label_names(make_tiny_dataset
 def test_push_dry_run_lists_the_upload_and_the_card_names_the_hub_repo(quickstart):
     from trainer.outputs.hub import plan_upload
 
-    proc = push(quickstart, "someone/quickstart", "--dry-run")
+    proc = push(quickstart, "someone/quickstart", "--dry-run", "--license", "mit")
     assert proc.returncode == 0, proc.stderr
     listed = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
     assert listed == [
@@ -133,18 +241,51 @@ def test_push_dry_run_lists_the_upload_and_the_card_names_the_hub_repo(quickstar
         "metrics.jsonl",
         "run_info.json",
     ]
-    uploads, notes = plan_upload(quickstart, "someone/quickstart")
+    uploads, notes = plan_upload(quickstart, "someone/digits", license="mit")
     card = next(u.content for u in uploads if u.name == "README.md").decode()
-    assert 'timm.create_model("hf-hub:someone/quickstart", pretrained=True)' in card and not notes
+    assert 'timm.create_model("hf-hub:someone/digits", pretrained=True)' in card and not notes
+    assert (
+        "local-dir:" not in card and "- **License:** `mit` (set by scripts/push_to_hub.py --license)" in card
+    )
+    metadata = ModelCard(card).data
+    assert (metadata.license, metadata.model_name) == ("mit", "digits")  # model-index names the repository
+    local = ModelCard.load(quickstart / "README.md").data
+    assert metadata.eval_results == local.eval_results and metadata.library_name == "timm"
+
+
+def test_the_pushed_card_names_the_hub_file_of_the_ema_weights(quickstart, tmp_path):
+    from trainer.outputs.hub import hub_card
+
+    (tmp_path / "README.md").write_text(card_for(quickstart, ema={"enabled": True, "decay": 0.9}))
+    assert '.load_file("PATH/TO/RUN/model_ema.safetensors")' in (tmp_path / "README.md").read_text()
+    pushed, _ = hub_card(tmp_path, "someone/digits", "mit")
+    assert '.load_file(huggingface_hub.hf_hub_download("someone/digits", "model_ema.safetensors"))' in pushed
+
+
+def test_push_rewrites_an_older_card_that_named_local_paths(quickstart, tmp_path):
+    from trainer.outputs.export import CARD_MARK
+    from trainer.outputs.hub import plan_upload
+
+    for name in ("recipe.toml", "metrics.jsonl", "config.json", "model.safetensors"):
+        shutil.copy(quickstart / name, tmp_path / name)
+    older = f'---\nlibrary_name: timm\n---\n{CARD_MARK}\n\ntimm.create_model("local-dir:{tmp_path}")\n'
+    (tmp_path / "README.md").write_text(older)
+    uploads, notes = plan_upload(tmp_path, "someone/digits", license="mit")
+    assert notes == [f"rewrote README.md in {tmp_path} (an older trainer's card, which named local paths)"]
+    card = next(u.content for u in uploads if u.name == "README.md").decode()
+    assert str(tmp_path) not in card and 'timm.create_model("hf-hub:someone/digits"' in card
 
 
 def test_push_offline_is_one_line_and_exit_1(quickstart):
-    proc = push(quickstart, "someone/quickstart")
+    proc = push(quickstart, "someone/quickstart", "--license", "mit")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("push error: ") and "offline" in proc.stderr
 
 
-@pytest.mark.parametrize("case", ["no_weights", "not_a_run", "bad_repo_id", "weights_of_another_model"])
+@pytest.mark.parametrize(
+    "case",
+    ["no_weights", "not_a_run", "bad_repo_id", "weights_of_another_model", "no_license", "bad_license"],
+)
 def test_push_bad_input_is_one_line_exit_2(quickstart, tmp_path, case, capfd):
     repo = "someone/x"
     if case in ("no_weights", "weights_of_another_model"):
@@ -158,7 +299,9 @@ def test_push_bad_input_is_one_line_exit_2(quickstart, tmp_path, case, capfd):
         )
     if case == "bad_repo_id":
         repo = "not a repo id"
-    args = [quickstart if case == "bad_repo_id" else tmp_path, repo, "--dry-run"]
+    run_dir = quickstart if case in ("bad_repo_id", "no_license", "bad_license") else tmp_path
+    license = {"no_license": [], "bad_license": ["--license", "Apache 2.0"]}.get(case, ["--license", "mit"])
+    args = [run_dir, repo, "--dry-run", *license]
     if case == "not_a_run":  # one case as a real process: its exit code and stderr as a user sees them
         proc = push(*args)
         code, stderr = proc.returncode, proc.stderr
@@ -170,6 +313,8 @@ def test_push_bad_input_is_one_line_exit_2(quickstart, tmp_path, case, capfd):
         "not_a_run": "has no recipe.toml",
         "bad_repo_id": "REPO_ID",
         "weights_of_another_model": "does not fit config.json's model",
+        "no_license": "command line: --license: README.md states no license: pass the one",
+        "bad_license": "--license: 'Apache 2.0' is not a Hub license identifier (e.g. apache-2.0, mit,",
     }[case]
     assert expected in stderr
 

@@ -1,5 +1,6 @@
-"""scripts/prepare_data.py: an image folder or an annotation file as parquet shards (images as their encoded
-bytes, labels with class names), even in size, shuffled, named so that `data.path = OUT_DIR` reads them."""
+"""scripts/prepare_data.py: an image folder, an annotation file or parquet files as parquet shards (images as
+their encoded bytes, labels with class names), even in size, shuffled, named so that `data.path = OUT_DIR`
+reads them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from trainer.data.prepare import shard_sizes
 from trainer.data.sources.shards import split_of
 
 SCRIPT = ROOT / "scripts" / "prepare_data.py"
+DIGITS = ROOT / "data" / "digits"
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +133,62 @@ def test_overwrite_replaces_the_split_and_leaves_no_temporary_file(
     ]
 
 
+def image_label_pairs(files: list[Path]) -> list[tuple[bytes, int]]:
+    """Every row's (encoded image, label), sorted: the rows whatever their order and shard."""
+    table = [row for f in files for row in pq.read_table(f, columns=["image", "label"]).to_pylist()]
+    return sorted((row["image"]["bytes"], row["label"]) for row in table)
+
+
+def test_the_shipped_parquet_digits_become_shards_with_the_same_rows_and_class_names(
+    tmp_path, prepare_main, capfd
+):
+    import datasets
+
+    from trainer.data import open_splits
+
+    out = tmp_path / "shards"
+    code, stdout, stderr = run_main(prepare_main, [DIGITS, out, "--num-shards", "4"], capfd)
+    assert code == 0 and stderr == "", stderr
+    assert "train: 1438 rows in 4 shard(s)" in stdout and "validation: 359 rows in 4 shard(s)" in stdout
+    for split in ("train", "validation"):
+        shards = sorted(out.glob(f"{split}-*.parquet"))
+        assert [pq.ParquetFile(f).metadata.num_rows for f in shards] == shard_sizes(
+            1438 if split == "train" else 359, num_shards=4
+        )
+        assert image_label_pairs(shards) == image_label_pairs([DIGITS / f"{split}.parquet"])
+        features = datasets.Features.from_arrow_schema(pq.read_schema(shards[0]))
+        assert features["label"] == datasets.ClassLabel(names=[str(d) for d in range(10)])
+    train, evaluation = open_splits({"path": str(out), "streaming": True, "batch_size": 8}, seed=0)
+    assert train.shards is not None and len(train) == 1438  # a streamed run reads the shards
+    assert train.label_names("label") == evaluation.label_names("label") == [str(d) for d in range(10)]
+
+
+def test_one_parquet_file_or_a_glob_writes_the_split_its_name_says(tmp_path, prepare_main, capfd):
+    one = tmp_path / "one"
+    code, stdout, stderr = run_main(prepare_main, [DIGITS / "validation.parquet", one], capfd)
+    assert code == 0, stderr
+    assert [f.name for f in one.iterdir()] == ["validation-00000-of-00001.parquet"]
+    globbed = tmp_path / "glob"
+    code, stdout, stderr = run_main(prepare_main, [f"{DIGITS}/*.parquet", globbed, "--split", "train"], capfd)
+    assert code == 0, stderr
+    shards = sorted(globbed.iterdir())
+    assert [f.name for f in shards] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    assert image_label_pairs(shards) == image_label_pairs([DIGITS / "train.parquet"])
+
+
+def test_parquet_columns_of_other_names_are_written_as_image_and_label(tmp_path, prepare_main, capfd):
+    source = pq.read_table(DIGITS / "validation.parquet")
+    renamed = source.rename_columns(["pixels", "digit"])
+    pq.write_table(renamed.replace_schema_metadata(), tmp_path / "val.parquet")  # plain columns: no features
+    out = tmp_path / "shards"
+    argv = [tmp_path / "val.parquet", out, "--image-column", "pixels", "--label-column", "digit"]
+    code, stdout, stderr = run_main(prepare_main, argv, capfd)
+    assert code == 0, stderr
+    assert image_label_pairs(sorted(out.glob("validation-*.parquet"))) == image_label_pairs(
+        [DIGITS / "validation.parquet"]
+    )
+
+
 def bad_inputs(root: Path, tmp: Path) -> list[tuple[list[str], str]]:
     empty = tmp / "empty"
     (empty / "cat").mkdir(parents=True)
@@ -139,8 +197,23 @@ def bad_inputs(root: Path, tmp: Path) -> list[tuple[list[str], str]]:
     for name in ("a.png", "c.png"):
         (missing / "imgs" / name).write_bytes((root / "train" / "north_west" / "000.png").read_bytes())
     (missing / "ann.txt").write_text("a.png 0\nb.png 1\nc.png 0\n")
+    digits = pq.read_table(DIGITS / "validation.parquet")
+    no_image = tmp / "no_image.parquet"
+    pq.write_table(digits.rename_columns(["pixels", "label"]).replace_schema_metadata(), no_image)
+    text_labels = tmp / "text_labels" / "train.parquet"
+    text_labels.parent.mkdir()
+    names = digits.column("label").cast("string")
+    pq.write_table(digits.replace_schema_metadata().set_column(1, "label", names), text_labels)
     out = str(tmp / "out")
     return [
+        ([str(no_image), out], "--image-column: split 'train' has no column 'image'"),
+        (
+            [str(no_image), out, "--image-column", "label"],
+            "--image-column: column 'label' holds Value('int64')",
+        ),
+        ([str(text_labels.parent), out], "--label-column: column 'label' holds Value('string')"),
+        ([str(tmp / "nope.parquet"), out], "SRC: no such file or directory: "),
+        ([str(root), out, "--image-column", "img"], "--image-column: only used with parquet input"),
         ([str(tmp / "nope"), out], "no such directory"),
         ([str(empty), out], "no images in <class>/<image> folders"),
         ([str(root), out, "--split", "tran"], "has no split 'tran'; did you mean 'train'?"),

@@ -1,9 +1,10 @@
-"""Writing parquet shards from an image folder or an annotation file (`scripts/prepare_data.py`): shuffled
-rows, shards of equal size (every process and data worker then reads as much), images as their encoded
-bytes."""
+"""Writing parquet shards from an image folder, an annotation file or parquet files
+(`scripts/prepare_data.py`): shuffled rows, shards of equal size (every process and data worker then reads as
+much), images as their encoded bytes, labels with their class names."""
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import re
@@ -14,30 +15,66 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainer.data.options import data_config, quiet_progress_bars
+from trainer.data.sources import detect_format
 from trainer.data.sources.annotations import annotation_dataset
 from trainer.data.sources.folder import folder_dataset_dict
+from trainer.data.sources.parquet import ParquetSource, split_of
 from trainer.data.sources.shards import ROW_GROUP_SIZE
+from trainer.data.splits import check_split
 from trainer.errors import RecipeError, did_you_mean
+
+PARQUET_KEYS = {
+    "data.image_column": "--image-column",
+    "data.label_column": "--label-column",
+    "data.train_split": "SRC",
+    "data.path": "SRC",
+}
+"""The recipe keys a parquet source's checks blame, as prepare_data.py's arguments."""
 
 
 class PrepareError(Exception):
     """Bad input to prepare_data.py: said in one line, exit code 2."""
 
 
-def source_splits(
-    src: str, *, ann_file: str | None = None, data_prefix: str = "", split: str | None = None
-) -> dict[str, Any]:
-    """The Datasets to write: every split of an image-folder tree (or the `split`s asked for), or the one
-    split of an annotation file (named `split`, default "train")."""
-    root = Path(src).expanduser()
-    if not root.is_dir():
-        raise PrepareError(f"no such directory: {src!r}")
+def is_parquet_input(src: str) -> bool:
+    """Whether `src` names parquet data: a .parquet file, a glob, or a directory holding parquet files (as
+    `data.format = "auto"` detects them)."""
+    path = Path(src).expanduser()
+    if glob.has_magic(src) or path.suffix == ".parquet":
+        return True
     try:
-        if ann_file is not None:
-            return {split or "train": annotation_dataset(root, ann_file, data_prefix, "--ann-file")}
-        splits = dict(folder_dataset_dict(root))
+        return path.is_dir() and detect_format(src) == "parquet"
     except RecipeError as err:
         raise PrepareError(err.message) from None
+
+
+def source_splits(
+    src: str,
+    *,
+    ann_file: str | None = None,
+    data_prefix: str = "",
+    split: str | None = None,
+    image_column: str = "image",
+    label_column: str = "label",
+) -> dict[str, Any]:
+    """The Datasets to write: every split of an image-folder tree or of a parquet folder (or the `split` asked
+    for); the one split of an annotation file, or of parquet files of one split, is named `split` (default:
+    the split a parquet file's name says, else "train")."""
+    if ann_file is None and is_parquet_input(src):
+        splits = parquet_splits(src, image_column, label_column, split)
+        if len(splits) == 1 and not Path(src).expanduser().is_dir():
+            return splits
+    else:
+        root = Path(src).expanduser()
+        if not root.is_dir():
+            raise PrepareError(f"no such directory: {src!r}")
+        try:
+            if ann_file is not None:
+                return {split or "train": annotation_dataset(root, ann_file, data_prefix, "--ann-file")}
+            splits = dict(folder_dataset_dict(root))
+        except RecipeError as err:
+            raise PrepareError(err.message) from None
     if split is not None:
         if split not in splits:
             available = ", ".join(splits)
@@ -46,6 +83,37 @@ def source_splits(
                 f" (available: {available})"
             )
         splits = {split: splits[split]}
+    return splits
+
+
+def parquet_splits(
+    src: str, image_column: str, label_column: str, split: str | None = None
+) -> dict[str, Any]:
+    """The splits of parquet data read by the recipe's parquet source (a file, a folder of split files or a
+    glob) and checked as a recipe's splits are, as `image` and `label` columns (a ClassLabel keeps its
+    names): every split, or `split` alone. Files of one split are named `split`, else the split their name
+    says, else "train"."""
+    renames = {old: new for old, new in ((image_column, "image"), (label_column, "label")) if old != new}
+    try:
+        columns = {"image_column": image_column, "label_column": label_column}
+        cfg = data_config({"path": src, "format": "parquet", "batch_size": 1, **columns})
+        source = ParquetSource(cfg)
+        with quiet_progress_bars():
+            names = {name: name for name in source.split_names()}
+        if len(names) == 1 and not Path(src).expanduser().is_dir():
+            first = sorted(glob.glob(src))[0] if glob.has_magic(src) else src
+            names = {next(iter(names)): split or split_of(Path(first).name) or "train"}
+        elif split in names:
+            names = {split: split}
+        splits = {}
+        for name, written_as in names.items():
+            named = cfg.model_copy(update={"train_split": written_as})  # what check_split's messages say
+            splits[written_as] = check_split(source.split(name), named, "train", None).rows.rename_columns(
+                renames
+            )
+    except RecipeError as err:
+        argument = PARQUET_KEYS.get(err.key, err.key)
+        raise PrepareError(f"{argument}: {err.message.splitlines()[0]}") from None
     return splits
 
 

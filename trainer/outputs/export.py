@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import tomllib
@@ -33,6 +34,8 @@ DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "c
 """timm's data config: what `resolve_data_config` returns and `create_transform` takes."""
 CARD_MARK = "<!-- model card written by trainer (trainer/export.py) -->"
 """The card's marker: a README.md without it (output_dir = "." in a project) is never overwritten."""
+PROJECT = Path(__file__).resolve().parents[2]
+"""The checkout that holds trainer/ and scripts/ (what the card's commands are relative to)."""
 SOURCE_ONLY_KEYS = ("tag", "license", "origin_url", "notes")
 """pretrained_cfg entries timm copies from the architecture's registry weights; they do not describe a run."""
 
@@ -129,16 +132,20 @@ def write_config(
 
 @dataclass
 class DataSummary:
-    """What the card and config.json say about the data: label names and split sizes, where readable."""
+    """What the card and config.json say about the data: label names, split sizes and the source's format
+    (`hub_name` for a Hub dataset), where readable."""
 
     label_names: list[str] | None = None
     sizes: dict[str, int] = field(default_factory=dict)
     hub_name: str | None = None
+    format: str | None = None
+    """The source's `data.format` ("hub", "parquet", "imagefolder", ...; "parquet shards" or "webdataset
+    shards" when streamed); None where the data could not be read."""
 
 
 def describe_data(data_cfg: dict[str, Any]) -> DataSummary:
-    """Label names of the train split (a ClassLabel's names), split sizes and the hub name of the dataset;
-    best effort: data that cannot be read now gives an empty summary."""
+    """Label names of the train split (a ClassLabel's names), split sizes, the source's format and the hub
+    name of the dataset; best effort: data that cannot be read now gives an empty summary."""
     from trainer.data import data_config, open_source, quiet_progress_bars
 
     summary = DataSummary()
@@ -146,6 +153,8 @@ def describe_data(data_cfg: dict[str, Any]) -> DataSummary:
         cfg = data_config(data_cfg)
         with quiet_progress_bars():
             source = open_source(cfg)
+            shards = getattr(source, "fmt", None)  # a streamed source: parquet or webdataset shards
+            summary.format = f"{shards} shards" if shards else source.format
             if source.format == "hub":
                 summary.hub_name = cfg.path
             names = source.split_names()
@@ -155,7 +164,7 @@ def describe_data(data_cfg: dict[str, Any]) -> DataSummary:
                 if name in names
             }
     except Exception:  # noqa: BLE001 - the card is written without what cannot be read
-        return summary
+        return DataSummary()
     summary.sizes = {role: len(split) for role, split in splits.items()}
     if "train" in splits:
         summary.label_names = splits["train"].label_names(cfg.label_column)
@@ -167,10 +176,11 @@ def training_command() -> str | None:
     argv = list(sys.argv)
     if not argv or not argv[0].endswith("train.py"):
         return None
-    script = os.path.relpath(argv[0]) if not os.path.relpath(argv[0]).startswith("..") else argv[0]
+    script = Path(argv[0]).resolve()
+    script = script.relative_to(PROJECT) if script.is_relative_to(PROJECT) else Path(argv[0])
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    launcher = f"accelerate launch --num_processes {processes}" if processes > 1 else "python"
-    return " ".join([launcher, *(shlex.quote(a) for a in [script, *argv[1:]])])
+    launcher = f"python scripts/launch.py --num_processes {processes}" if processes > 1 else "python"
+    return " ".join([launcher, *(shlex.quote(a) for a in [str(script), *argv[1:]])])
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -197,17 +207,230 @@ def final_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     return final
 
 
-def usage(location: str) -> str:
-    """The card's usage block for a model at `location` ("local-dir:runs/x" or "hf-hub:user/repo")."""
-    return (
-        "```python\n"
-        "import timm\n\n"
-        f'model = timm.create_model("{location}", pretrained=True).eval()\n'
-        "config = timm.data.resolve_data_config(model=model)  # the eval pipeline of the run\n"
-        "transform = timm.data.create_transform(**config)\n"
-        "top5 = model(transform(image).unsqueeze(0)).softmax(-1).topk(5)\n"
-        "```\n"
+@dataclass(frozen=True)
+class BaseWeights:
+    """Where a run's initial weights came from, as its card says it."""
+
+    text: str
+    """A phrase for the card's body (naming no local path)."""
+    hub_id: str | None = None
+    """The Hub model they are (the card's `base_model`): timm's `timm/<name>.<tag>`, or a hf-hub: repo."""
+    license: str | None = None
+    """Their license, where timm's registry of pretrained weights says it."""
+
+
+def base_weights(model_cfg: dict[str, Any]) -> BaseWeights:
+    """The initial weights `[model]` names, from the recipe alone (nothing is read or downloaded): a local
+    `model.weights` file or `local-dir:` folder (no Hub id), a `hf-hub:user/repo` folder (`user/repo`), timm's
+    pretrained weights for a registry name (their Hub id and license in timm's registry), or none."""
+    from trainer.model.create import model_source
+
+    name, pretrained = model_cfg["name"], model_cfg.get("pretrained")
+    if model_cfg.get("weights") is not None:
+        return BaseWeights(f"a local weights file (`{Path(model_cfg['weights']).name}`)")
+    try:
+        source, ident = model_source(name)
+    except RecipeError:
+        source, ident = None, name
+    if source == "hf-hub" and pretrained is not False:
+        repo = ident.split("@")[0]  # a pinned revision is no part of the Hub id
+        return BaseWeights(f"the Hub model [`{repo}`](https://huggingface.co/{repo})", hub_id=repo)
+    if source == "local-dir" and pretrained is not False:
+        return BaseWeights(f"a local timm model folder (`{Path(ident).name}`)")
+    if source is None and pretrained:
+        from timm.models import get_pretrained_cfg
+
+        try:
+            registry = get_pretrained_cfg(name)
+        except (RuntimeError, ValueError):
+            registry = None
+        hub_id = getattr(registry, "hf_hub_id", None) or None
+        where = f" ([`{hub_id}`](https://huggingface.co/{hub_id}))" if hub_id else ""
+        return BaseWeights(
+            f"timm's pretrained `{name}`{where}", hub_id=hub_id, license=getattr(registry, "license", None)
+        )
+    return BaseWeights("random initialization")
+
+
+RUN_PLACEHOLDER = "PATH/TO/RUN"
+"""How the card names the run folder: a card travels (copied, uploaded), so it names no local path."""
+DATA_PLACEHOLDER = "PATH/TO/DATA"
+"""How the card's command and recipe name local data (`data.path`)."""
+LOCAL_DATA = {
+    "disk": ("a local `save_to_disk` dataset", "arrow"),
+    "imagefolder": ("a local image folder", "imagefolder"),
+    "annotations": ("a local image folder with annotation files", "imagefolder"),
+    "parquet": ("local parquet files", "parquet"),
+    "parquet shards": ("local parquet shards", "parquet"),
+    "webdataset shards": ("local WebDataset shards", "webdataset"),
+}
+"""Local data by source format: the card's words for it, and its model-index dataset type (the `datasets`
+builder that reads the format)."""
+METRICS = (("eval_top1", "accuracy", "Top 1 Accuracy"), ("eval_top5", "top_5_accuracy", "Top 5 Accuracy"))
+"""metrics.jsonl's final eval metrics in the card's model-index: (record key, metric type, metric name)."""
+LICENSES_URL = "https://huggingface.co/docs/hub/repositories-licenses"
+_LOCAL_PATH = re.compile(r"(?<![\w.~/-])~?/(?!/)[^\s\"',\]]*")
+"""An absolute (or home) path inside a command-line argument or recipe value; not a URL's slashes."""
+
+
+def usage(location: str, ema: bool = False) -> str:
+    """The card's usage section for a model at `location` (`local-dir:PATH/TO/RUN` or `hf-hub:user/repo`):
+    loading with timm, its eval pipeline, and the weights files."""
+    hub = location.startswith("hf-hub:")
+    where = (
+        f"[`{location[7:]}`](https://huggingface.co/{location[7:]}) on the Hub"
+        if hub
+        else f"`{RUN_PLACEHOLDER}`, the folder that holds this card"
     )
+    lines = [
+        "```python",
+        "import timm",
+        "",
+        f'model = timm.create_model("{location}", pretrained=True).eval()',
+        "config = timm.data.resolve_data_config(model=model)  # the eval pipeline of the run",
+        "transform = timm.data.create_transform(**config)",
+        "top5 = model(transform(image).unsqueeze(0)).softmax(-1).topk(5)",
+        "```",
+        "",
+        f"The model loads from {where}."
+        f" Weights: `{WEIGHTS_FILE}`, keys as in the timm model's `state_dict()`.",
+    ]
+    if ema:
+        ema_file = (
+            f'huggingface_hub.hf_hub_download("{location[7:]}", "{EMA_WEIGHTS_FILE}")'
+            if hub
+            else f'"{RUN_PLACEHOLDER}/{EMA_WEIGHTS_FILE}"'
+        )
+        lines[-1] += (
+            f" The EMA weights, `{EMA_WEIGHTS_FILE}`, load into the same model:"
+            f" `model.load_state_dict(safetensors.torch.load_file({ema_file}))`."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def license_line(license: str | None, origin: str) -> str:
+    """The card's license line: `license` and where it came from, or how to set one."""
+    if license:
+        return f"- **License:** `{license}` ({origin})"
+    return (
+        "- **License:** not set: the terms of these weights are yours to state (`scripts/push_to_hub.py"
+        f" --license ID` sets one of the Hub's identifiers, {LICENSES_URL})"
+    )
+
+
+def data_phrase(data_cfg: dict[str, Any], data: DataSummary) -> str:
+    """The card's words for the run's data: a Hub dataset by name and link, local data by its kind alone."""
+    if data.hub_name:
+        config = f" (configuration `{data_cfg['name']}`)" if data_cfg.get("name") else ""
+        return f"the Hub dataset [`{data.hub_name}`](https://huggingface.co/datasets/{data.hub_name}){config}"
+    if data.format in LOCAL_DATA:
+        return LOCAL_DATA[data.format][0]
+    return "local data (not readable when this card was written)"
+
+
+def eval_results(record: dict[str, Any] | None, data_cfg: dict[str, Any], data: DataSummary) -> list[Any]:
+    """The final eval's top-1 and top-5 (in percent, as in metrics.jsonl) as the Hub's `EvalResult`s on the
+    eval split (or the held-out part of train)."""
+    from huggingface_hub import EvalResult
+
+    if not record:
+        return []
+    if data.hub_name:
+        dataset = {"dataset_type": data.hub_name, "dataset_name": data.hub_name}
+        if data_cfg.get("name"):
+            dataset["dataset_config"] = data_cfg["name"]
+    else:
+        kind, builder = LOCAL_DATA.get(data.format or "", ("local data", "local"))
+        dataset = {"dataset_type": builder, "dataset_name": kind}
+    split = data_cfg.get("eval_split", "validation")
+    if "eval" not in data.sizes and data_cfg.get("eval_fraction"):
+        split = f"{data_cfg.get('train_split', 'train')} (held out: {data_cfg['eval_fraction']:g})"
+    results = []
+    for key, metric_type, metric_name in METRICS:
+        value = record.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    task_name="Image Classification",
+                    dataset_split=split,
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=value,
+                    **dataset,
+                )
+            )
+    return results
+
+
+def portable_value(value: str) -> str:
+    """An absolute local path as the card shows it: relative to the working directory or to this checkout
+    (`recipes/quickstart.toml`) where it lies below one, else `PATH/TO/<its name>`."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        return value
+    for root in (Path.cwd(), PROJECT):
+        if path.is_relative_to(root) and path != root:
+            return str(path.relative_to(root))
+    return f"PATH/TO/{path.name}"
+
+
+def portable_paths(text: str) -> str:
+    """`text` with each absolute (or home) path in it made portable (`portable_value`)."""
+    return _LOCAL_PATH.sub(lambda match: portable_value(match.group(0)), text)
+
+
+def local_keys(cfg: dict[str, Any], data: DataSummary) -> dict[str, str]:
+    """The recipe keys that hold this machine's paths and what the card shows instead: the run folder, local
+    data, a weights file, a local-dir: model folder."""
+    keys = {"output_dir": RUN_PLACEHOLDER}
+    if not data.hub_name:
+        keys["data.path"] = DATA_PLACEHOLDER
+    model_cfg = cfg.get("model", {})
+    if model_cfg.get("weights"):
+        keys["model.weights"] = f"PATH/TO/{Path(model_cfg['weights']).name}"
+    if str(model_cfg.get("name", "")).startswith("local-dir:"):
+        keys["model.name"] = f"local-dir:PATH/TO/{Path(model_cfg['name'][10:]).name}"
+    return keys
+
+
+def portable_command(command: str, keys: dict[str, str]) -> str:
+    """The training command as the card shows it: `--set` values of the `keys` replaced, other local paths
+    made portable."""
+    shown = []
+    for token in shlex.split(command):
+        key, equals, _ = token.partition("=")
+        if equals and key.strip() in keys:
+            shown.append(f"{key}={keys[key.strip()]}")
+        else:
+            shown.append(portable_paths(token))
+    return " ".join(shlex.quote(token) for token in shown)
+
+
+def portable_recipe(cfg: dict[str, Any], keys: dict[str, str]) -> str:
+    """The resolved recipe as the card shows it (TOML): the `keys` replaced, other local paths made
+    portable."""
+    import copy
+
+    import tomli_w
+
+    shown = copy.deepcopy(cfg)
+    for dotted, value in keys.items():
+        table, _, key = dotted.rpartition(".")
+        where = shown.get(table) if table else shown
+        if isinstance(where, dict) and key in where:
+            where[key] = value
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return portable_paths(value)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return tomli_w.dumps(walk(shown)).rstrip()
 
 
 def model_card(
@@ -218,22 +441,34 @@ def model_card(
     processes: int | None = None,
     command: str | None = None,
 ) -> str:
-    """README.md: the Hub's metadata header, what was trained on what, final metrics, usage, the command and
-    the resolved recipe."""
+    """README.md as huggingface_hub's `ModelCard`: metadata (library, task, base model, Hub dataset, the
+    final eval as model-index, the initial weights' license where known) and a body (what was trained on
+    what, final metrics, usage, the command, the resolved recipe) that names no local path."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     arch = model.pretrained_cfg.get("architecture") or type(model).__name__
     num_classes = getattr(model, "num_classes", None)
     params = sum(p.numel() for p in model.parameters())
     final = final_metrics(read_metrics(run_dir))
     data_cfg, train_cfg = cfg["data"], cfg["train"]
-    header = ["---", "library_name: timm", "pipeline_tag: image-classification", "tags:"]
-    header += ["- image-classification", "- timm"]
-    if data.hub_name:
-        header += ["datasets:", f"- {data.hub_name}"]
-    header.append("---")
-    lines = [*header, CARD_MARK, f"# {run_dir.name}", ""]
+    base = base_weights(cfg["model"])
+    ema = bool(cfg.get("ema", {}).get("enabled"))
+    metadata = ModelCardData(
+        license=base.license,
+        library_name="timm",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "timm"],
+        base_model=base.hub_id,
+        datasets=[data.hub_name] if data.hub_name else None,
+        model_name=run_dir.name,
+        eval_results=eval_results(final.get("eval"), data_cfg, data) or None,
+    )
+    where = data_phrase(data_cfg, data)
+    counts = " / ".join(f"{n:,} {data_cfg.get(f'{role}_split', role)}" for role, n in data.sizes.items())
+    lines = [CARD_MARK, f"# {run_dir.name}", ""]
     lines.append(
         f"A timm `{arch}` image classifier ({params / 1e6:.2f} M parameters, {num_classes} classes) trained"
-        f" by `trainer` from the recipe below on `{data_cfg['path']}`."
+        f" by `trainer` from the recipe below on {where}" + (f" ({counts} images)." if counts else ".")
     )
     lines += ["", "## Model details", ""]
     lines.append(f"- **Architecture:** `{arch}` (timm)")
@@ -250,7 +485,7 @@ def model_card(
         f"{role} split `{data_cfg.get(f'{role}_split', role)}` ({n:,} images)"
         for role, n in data.sizes.items()
     )
-    lines.append(f"- **Data:** `{data_cfg['path']}`" + (f": {sizes}" if sizes else ""))
+    lines.append(f"- **Data:** {where}" + (f": {sizes}" if sizes else ""))
     length = f"{train_cfg['epochs']} epochs" if "epochs" in train_cfg else f"{train_cfg['max_steps']} steps"
     batch = f"batch {data_cfg['batch_size']} per process x accumulate {train_cfg.get('accumulate', 1)}"
     if processes:
@@ -258,37 +493,31 @@ def model_card(
     lines.append(
         f"- **Training:** {length}, {batch}, {cfg['optimizer']['type']} lr {cfg['optimizer'].get('lr')}"
     )
-    start = cfg["model"].get("weights") or (cfg["model"]["name"] if ":" in cfg["model"]["name"] else None)
-    if cfg["model"].get("pretrained"):
-        start = f"timm's pretrained `{cfg['model']['name']}`"
-    lines.append(
-        f"- **Initial weights:** {f'`{start}`' if start and '`' not in start else start or 'random'}"
-    )
+    lines.append(f"- **Initial weights:** {base.text}")
+    lines.append(license_line(base.license, "the initial weights' license, from timm's registry"))
     lines += ["", "## Results", ""]
-    lines += _results(final, bool(cfg.get("ema", {}).get("enabled")))
-    lines += ["", "## Usage", "", usage(f"local-dir:{run_dir}")]
-    lines.append(f"Weights: `{WEIGHTS_FILE}`, keys as in the timm model's `state_dict()`.")
-    if cfg.get("ema", {}).get("enabled"):
-        ema_file = run_dir / EMA_WEIGHTS_FILE
-        lines[-1] += (
-            f" The EMA weights, `{EMA_WEIGHTS_FILE}`, load into the same model:"
-            f' `model.load_state_dict(safetensors.torch.load_file("{ema_file}"))`.'
-        )
+    lines += _results(final, ema)
+    lines += ["", "## Usage", "", usage(f"local-dir:{RUN_PLACEHOLDER}", ema)]
     lines += [
-        "",
         "```bash",
-        f"python scripts/evaluate.py {run_dir}            # top-1, top-5, loss on the eval split",
+        f"python scripts/evaluate.py {RUN_PLACEHOLDER}            # top-1, top-5, loss on the eval split",
+        f"python scripts/plot_metrics.py {RUN_PLACEHOLDER} --out curves.png",
+        "```",
+        "",
+        "## Command",
+        "",
     ]
-    lines += [f"python scripts/plot_metrics.py {run_dir} --out curves.png", "```", "", "## Command", ""]
+    keys = local_keys(cfg, data)
     if command:
-        lines += ["Trained with", "", "```bash", command, "```", ""]
+        lines += ["Trained with", "", "```bash", portable_command(command, keys), "```", ""]
+    elsewhere = "" if data.hub_name else " (`--set data.path=...` where the data is)"
     lines.append(
-        f"`{RECIPE_FILE}` here is the resolved recipe (bases and `--set` applied); it trains again with"
-        f" `accelerate launch scripts/train.py {run_dir / RECIPE_FILE} --set output_dir=OTHER_DIR`."
+        f"`{RECIPE_FILE}` beside this card is the resolved recipe (bases and `--set` applied); it trains"
+        f" again with `python scripts/launch.py scripts/train.py {RUN_PLACEHOLDER}/{RECIPE_FILE} --set"
+        f" output_dir=OTHER_DIR`{elsewhere}. Below, its local paths read `PATH/TO/...`."
     )
-    recipe_text = (run_dir / RECIPE_FILE).read_text().rstrip()
-    lines += ["", "## Recipe", "", "```toml", recipe_text, "```", ""]
-    return "\n".join(lines)
+    lines += ["", "## Recipe", "", "```toml", portable_recipe(cfg, keys), "```", ""]
+    return str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n" + "\n".join(lines)))
 
 
 def _results(final: dict[str, Any], ema: bool) -> list[str]:
