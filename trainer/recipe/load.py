@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import importlib
+import os
 import sys
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -53,11 +55,32 @@ class Recipe:
             raise
 
     def to_toml(self) -> str:
+        """The resolved recipe as a run folder keeps it: local paths (data, weights, a local-dir: model)
+        absolute, so that it reads the same data from any working directory."""
         header = "# resolved recipe: " + " <- ".join(str(p) for p in self.chain) + "\n"
-        return header + tomli_w.dumps(self.cfg)
+        return header + tomli_w.dumps(absolute_paths(self.cfg))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_toml())
+
+
+def absolute_paths(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`cfg` with its local paths relative to the working directory made absolute: `data.path` where it
+    names a local file, folder or glob (a Hub name stays as it is), `model.weights`, a `local-dir:` model."""
+    cfg = {**cfg, "data": dict(cfg.get("data", {})), "model": dict(cfg.get("model", {}))}
+    data, model = cfg["data"], cfg["model"]
+    if isinstance(data.get("path"), str) and _is_local(data["path"]):
+        data["path"] = os.path.abspath(data["path"])
+    if model.get("weights"):
+        model["weights"] = os.path.abspath(model["weights"])
+    if str(model.get("name", "")).startswith("local-dir:"):
+        model["name"] = "local-dir:" + os.path.abspath(model["name"][len("local-dir:") :])
+    return cfg
+
+
+def _is_local(path: str) -> bool:
+    """Whether `data.path` names something on this machine (a file, folder or glob with matches)."""
+    return not os.path.isabs(path) and (os.path.exists(path) or bool(glob.glob(path)))
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check: bool = True) -> Recipe:
@@ -150,7 +173,7 @@ QUICK_TRIAL: KeyPath = ("train", "schedule_past_end")
 def _drop_alternative(cfg: dict[str, Any], key: KeyPath, sources: dict[KeyPath, str]) -> None:
     """Setting `key` (a --set, or a file over its bases) unsets the key it is an alternative to."""
     other = ALTERNATIVES.get(key)
-    if other is None:
+    if other is None or sources.get(other) == OVERRIDE_SOURCE:  # both on the command line: an error later
         return
     table = cfg.get(other[0])
     if isinstance(table, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainer.data.schema import DataCfg
 from trainer.model.schema import ModelCfg
@@ -18,6 +18,9 @@ from trainer.schedule.schema import ScheduleEntry
 from trainer.sections import Section
 
 TrackerArgs = dict[str, Any] | None
+EvalMetric = Literal[
+    "auto", "eval_top1", "eval_top5", "eval_loss", "ema_eval_top1", "ema_eval_top5", "ema_eval_loss"
+]
 Tracker = Literal[
     "tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive", "swanlab", "trackio"
 ]
@@ -106,7 +109,7 @@ class TrainCfg(Section):
         if self.epochs is None and self.max_steps is None:
             raise ValueError("length: set train.epochs or train.max_steps")
         if self.epochs is not None and self.max_steps is not None:
-            raise ValueError("length: set train.epochs or train.max_steps, not both")
+            raise ValueError("max_steps: set train.epochs or train.max_steps, not both")
         return self
 
 
@@ -131,11 +134,27 @@ class CheckpointCfg(Section):
     on_error: Literal["stop", "continue"] = "stop"
     """A checkpoint that cannot be written (full disk, no permission): "stop" training, or "continue"
     without it; either way the previous checkpoint stays usable."""
+    save_best: EvalMetric | None = None
+    """Keep the weights of the best eval so far as model_best.safetensors (MMEngine's save_best, timm's
+    model_best), its metadata naming the step: an eval metric of metrics.jsonl ("auto" is eval_top1;
+    ema_* keeps the EMA's weights)."""
+    rule: Literal["greater", "less"] | None = None
+    """Whether a greater or a smaller save_best value is better; default: less for a loss, else greater."""
+
+    @field_validator("save_best", mode="before")
+    @classmethod
+    def _mmengine_metric_names(cls, value: Any) -> Any:
+        names = {"accuracy/top1": "eval_top1", "accuracy/top5": "eval_top5", "loss": "eval_loss"}
+        if isinstance(value, str) and value in names:
+            raise ValueError(f"{value!r} is MMEngine's name; here the metric is {names[value]!r}")
+        return value
 
     @model_validator(mode="after")
     def _keep_something(self) -> CheckpointCfg:
         if self.max_keep == 0:
             raise ValueError("max_keep: must be -1 (keep all) or >= 1, got 0")
+        if self.rule is not None and self.save_best is None:
+            raise ValueError("rule: says which save_best value is better; set checkpoint.save_best too")
         return self
 
 
@@ -240,6 +259,17 @@ class RecipeCfg(Section):
         if self.mixup is not None and self.mixup.enabled and self.data.batch_size % 2:
             raise ValueError(
                 f"data.batch_size: must be even with [mixup] (it mixes pairs), got {self.data.batch_size}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _best_of_an_eval_that_runs(self) -> RecipeCfg:
+        best = self.checkpoint.save_best
+        if best is not None and not self.eval.enabled:
+            raise ValueError(f"checkpoint.save_best: {best!r} needs evaluation, and eval.enabled is false")
+        if best is not None and best.startswith("ema_") and (self.ema is None or not self.ema.enabled):
+            raise ValueError(
+                f"checkpoint.save_best: {best!r} is the EMA's metric, and the recipe has no [ema]"
             )
         return self
 

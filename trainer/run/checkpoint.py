@@ -40,6 +40,8 @@ class TrainerState:
     """Samples per optimizer step when written (batch_size x processes x accumulate); 0 before it was kept."""
     samples_done: int = 0
     """Samples of this epoch's global order consumed: where a resume on any number of processes continues."""
+    best: dict[str, Any] | None = None
+    """The best eval so far: metric, rule, value and step (trainer.run.best.Best)."""
 
     def next_epoch(self) -> None:
         self.epoch += 1

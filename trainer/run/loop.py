@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -20,6 +22,7 @@ from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.files import WriteError, share
 from trainer.outputs.export import export_run_dir
 from trainer.recipe.load import Recipe
+from trainer.run.best import Best, save_best_weights
 from trainer.run.build import Run, build_run, make_accelerator
 from trainer.run.checkpoint import (
     CheckpointError,
@@ -33,12 +36,13 @@ from trainer.run.ema import EMA_FILE, ModelEma
 from trainer.run.evaluate import evaluate
 from trainer.run.intervals import Intervals
 from trainer.run.loss import mix_batch
-from trainer.run.metrics import MetricsLog, WindowMeter, format_line
+from trainer.run.metrics import Clock, MetricsLog, WindowMeter, duration, format_line
 from trainer.run.nonfinite import BufferSnapshot, NonFiniteError, NonFiniteGuard, SkipCounter
 from trainer.run.run_dir import open_run_dir
 from trainer.run.runtime import resolve_precision
 from trainer.run.signals import StopRequest
 from trainer.run.start import claim_run_dir
+from trainer.run.summary import start_summary
 from trainer.schedule import Schedule
 
 __all__ = ["make_accelerator", "train"]
@@ -59,6 +63,7 @@ def train(
 
     `dataloaders` replaces the recipe's data (the benchmark feeds synthetic batches through the same loop).
     """
+    started = _process_start()
     cfg, tcfg = recipe.cfg, recipe.cfg["train"]
     accelerator = make_accelerator(recipe, resolve_precision(tcfg, amp))
     set_seed(cfg["seed"])
@@ -77,6 +82,8 @@ def train(
             state.continue_as(samples_per_step, length.accumulate, layout, start.resume_from)
         schedule.apply(optimizer, state.step)
         log = open_run_dir(accelerator, recipe, start, state)
+        resumed_at = state.step if start.resume_from is not None else None
+        accelerator.print(start_summary(recipe, run, accelerator, output_dir, resumed_at), flush=True)
     except BaseException:
         lock.release()
         raise
@@ -94,6 +101,9 @@ def train(
     stop.install()
     normalize = batch_normalizer(run.train_dl, accelerator.device)  # uint8 batches: on the device, as timm
     grad_norm = None
+    best, last_eval = Best.of(cfg["checkpoint"], state.best), None
+    clock = Clock(started, length.total_steps)
+    clock.loop_starts(state.step)
 
     def save() -> None:
         guard.check(accelerator)  # never checkpoint weights that saw a NaN
@@ -154,13 +164,21 @@ def train(
                     "epoch": length.epochs_done(state.epoch, state.batches_done),
                 }
                 record.update(skipped_steps=skips.total, bad_samples=watch.total())
-                _log_step(accelerator, log, progress, record, meter, optimizer, grad_norm)
+                _log_step(accelerator, log, progress, record, meter, optimizer, grad_norm, clock)
             if end_of_epoch:
                 state.next_epoch()
             if due.eval_due(state, updated, end_of_epoch):
                 epochs = length.epochs_done(state.epoch, state.batches_done)
-                _run_eval(accelerator, model, ema, run.eval_dl, log, progress, schedule, state.step, epochs)
+                last_eval = _run_eval(
+                    accelerator, model, ema, run.eval_dl, log, progress, schedule, state.step, epochs
+                )
                 model.train()
+                if best.improved(last_eval, state.step):
+                    state.best = best.state_dict()
+                    if cfg["checkpoint"].get("save_best"):  # the EMA's weights for an ema_* metric
+                        kept = ema.module if best.metric.startswith("ema_") else model
+                        path = save_best_weights(accelerator, kept, output_dir, best)
+                        accelerator.print(f"best {best.metric} {best.value:.4f} at step {best.step}: {path}")
             if due.checkpoint_due(state, updated, end_of_epoch):
                 save()
             if updated and not due.done(state) and stop.should_stop(state.step, watch.fatal() is not None):
@@ -170,6 +188,8 @@ def train(
                 break
         guard.check(accelerator)
         _save_final_weights(accelerator, model, ema, output_dir)
+        end = _end_line(output_dir, state.step, last_eval, best, cfg, clock.elapsed())
+        accelerator.print(end, flush=True)
         return 0
     except NonFiniteError as err:
         kept = list_checkpoints(checkpoint_root(output_dir))
@@ -239,6 +259,7 @@ def _log_step(
     meter: WindowMeter,
     optimizer: torch.optim.Optimizer,
     grad_norm: torch.Tensor | None,
+    clock: Clock,
 ) -> None:
     """Write one step record (mean loss over the window, lr, speed, grad norm; skipped updates and bad
     samples where there were any) and its line."""
@@ -253,7 +274,7 @@ def _log_step(
         loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_sec']:.0f}"
     )
     if accelerator.is_main_process:
-        progress.write(format_line(record, progress.total))
+        progress.write(f"{format_line(record, progress.total)}  {clock.fields(record['step'])}")
 
 
 def _run_eval(
@@ -266,9 +287,9 @@ def _run_eval(
     schedule: Schedule,
     step: int,
     epochs: float,
-) -> None:
-    """Evaluate the model (and its EMA: `ema_eval_top1`, ...), log the record, and report the model's
-    metrics to the schedule (ReduceOnPlateau)."""
+) -> dict[str, Any]:
+    """Evaluate the model (and its EMA: `ema_eval_top1`, ...), log the record, report the model's metrics to
+    the schedule (ReduceOnPlateau) and return the record."""
     metrics = evaluate(model, eval_dl, accelerator)
     record = {"step": step, "epoch": epochs if epochs % 1 else int(epochs), **metrics}
     if ema is not None:
@@ -278,6 +299,29 @@ def _run_eval(
         progress.write(format_line(record, progress.total))
     for name, value in (("loss", metrics["eval_loss"]), *metrics.items()):
         schedule.report_metric(name, value, step)
+    return record
+
+
+def _end_line(
+    output_dir: Path,
+    step: int,
+    last_eval: dict[str, Any] | None,
+    best: Best,
+    cfg: dict[str, Any],
+    seconds: float,
+) -> str:
+    """The run's last line: where the weights are, the final eval (and the best), the wall time."""
+    from trainer.run.best import BEST_FILE
+
+    parts = [f"done: {step} steps in {duration(seconds)}", f"weights {output_dir / 'model.safetensors'}"]
+    if last_eval is not None:
+        shown = ("eval_top1", "eval_top5", "eval_loss", "ema_eval_top1")
+        metrics = " ".join(f"{k} {last_eval[k]:.4f}" for k in shown if isinstance(last_eval.get(k), float))
+        parts.append(f"final {metrics} (step {last_eval['step']})")
+    if best.value is not None:
+        kept = f" ({output_dir / BEST_FILE})" if cfg["checkpoint"].get("save_best") else ""
+        parts.append(f"best {best.metric} {best.value:.4f} at step {best.step}{kept}")
+    return "; ".join(parts)
 
 
 def _save(
@@ -340,6 +384,15 @@ def _stopped(accelerator: Accelerator, stop: StopRequest, watch: DataWatch, stat
         return EXIT_BAD_INPUT
     _say(accelerator, f"stopped by signal {stop.signum} after step {state.step}; {RESUME_HINT}")
     return EXIT_PREEMPTED
+
+
+def _process_start() -> float:
+    """When this process started, on time.monotonic()'s clock: a run's wall time includes its imports."""
+    try:
+        age = time.time() - psutil.Process().create_time()
+    except (psutil.Error, OSError):
+        age = 0.0
+    return time.monotonic() - max(age, 0.0)
 
 
 def _say(accelerator: Accelerator, line: str) -> None:

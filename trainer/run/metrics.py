@@ -94,6 +94,45 @@ class WindowMeter:
         return {"loss": mean_loss, "samples_per_sec": speed}
 
 
+class Clock:
+    """Wall time of a run: elapsed since it started and the time left at the pace of this start's steps."""
+
+    def __init__(self, started: float, total_steps: int) -> None:
+        """A clock of a run that started at `started` (time.monotonic()) and ends at `total_steps`."""
+        self.started = self.loop_started = started
+        self.first_step, self.total_steps = 0, total_steps
+
+    def loop_starts(self, step: int) -> None:
+        """The loop's first step: the pace counts from here (set-up and data loading are not steps)."""
+        self.loop_started, self.first_step = time.monotonic(), step
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta(self, step: int) -> float | None:
+        """Seconds left at this start's pace so far (evals included); None before its first step."""
+        done = step - self.first_step
+        if done <= 0:
+            return None
+        return (time.monotonic() - self.loop_started) / done * max(self.total_steps - step, 0)
+
+    def fields(self, step: int) -> str:
+        """`elapsed 1:02  eta 4:31` for a step line (a log file has no progress bar to say it)."""
+        eta = self.eta(step)
+        text = f"elapsed {duration(self.elapsed())}"
+        return text + (f"  eta {duration(eta)}" if eta is not None else "")
+
+
+def duration(seconds: float) -> str:
+    """`42s`, `3:07`, `1:02:09` (h:mm:ss as tqdm, without leading zeros)."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"
+
+
 def format_line(record: dict[str, Any], total_steps: int) -> str:
     """`step 120/1000 epoch 2 loss 1.2345 lr 1.00e-03 grad_norm 0.812 2304 samples/s` style line."""
     epoch = record["epoch"]

@@ -245,7 +245,8 @@ class CosineAnnealingParamScheduler(ParamScheduler):
         a, u, v = np.ones(t.size), np.zeros(t.size), np.zeros(t.size)
         later = t[1:]
         restart = np.zeros(t.size, dtype=bool)
-        restart[1:] = (later - 1 - period) % (2 * period) == 0
+        if math.isfinite(period):  # an endless window (max_steps training, end = INF) never restarts
+            restart[1:] = (later - 1 - period) % (2 * period) == 0
         smooth = np.zeros(t.size, dtype=bool)
         smooth[1:] = ~restart[1:]
         ratio = _cosine_ratio(t, period, smooth)
