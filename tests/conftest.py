@@ -25,6 +25,7 @@ SHARED_RUNS = {
     ("test_plot_metrics", "two_runs"),
     ("test_launch", "reference"),
     ("test_slurm", "uninterrupted"),
+    ("test_elastic", "stopped_on_two"),
 }
 """(test module, module fixture) pairs whose fixture is a training run shared by several tests: under
 pytest-xdist those tests go to one worker (an xdist_group), so that the run is made once."""
@@ -112,6 +113,9 @@ def write_tiny_dataset(root: Path, fmt: str, **kwargs) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The slow end-to-end tests first: pytest-xdist hands out tests in this order, so the short ones fill the
+    # workers' last minutes instead of one long run keeping a worker busy after the others are done.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
         for fixture in item.fixturenames:

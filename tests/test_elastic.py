@@ -6,6 +6,7 @@ random augmentation, real processes started by scripts/launch.py. A changed glob
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runs import ROOT, records, train_env, weights
+from runs import ROOT, call_main, records, train_env, weights
 
 pytestmark = pytest.mark.slow
 
@@ -51,19 +52,20 @@ def shards(images, tmp_path_factory) -> Path:
     """The same folder as parquet shards (3 train shards of 40 rows), for data.streaming."""
     out = tmp_path_factory.mktemp("elastic_shards")
     for split, count in (("train", "3"), ("validation", "1")):
-        command = [sys.executable, str(ROOT / "scripts" / "prepare_data.py"), str(images), str(out)]
-        command += ["--split", split, "--num-shards", count]
-        proc = subprocess.run(command, env=train_env(), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
+        code, _, err = call_main("prepare_data.py", [images, out, "--split", split, "--num-shards", count])
+        assert code == 0, err
     return out
 
 
-def write_recipe(folder: Path, name: str, data_path: Path, data: str = "", length: str = "epochs = 2"):
+def write_recipe(
+    folder: Path, name: str, data_path: Path, data: str = "", length: str = "epochs = 2", hook: bool = True
+):
     """A ConvNeXt (no BatchNorm: its statistics are per process) with timm's random crop and flip, eval
-    every epoch, a checkpoint every epoch, every step logged."""
+    every epoch, a checkpoint every epoch, every step logged; `hook` imports the test's stop hook."""
     recipe = folder / f"{name}.toml"
+    imports = 'imports = ["sigterm_at_step"]\n' if hook else ""
     recipe.write_text(
-        f'seed = 0\noutput_dir = "{folder / name}"\nimports = ["sigterm_at_step"]\n'
+        f'seed = 0\noutput_dir = "{folder / name}"\n{imports}'
         '[model]\nname = "test_convnext"\nnum_classes = 4\n'
         f'[data]\npath = "{data_path}"\nimage_size = 32\ndrop_last = false\n{data}\n'
         f'[train]\n{length}\nlog_every = 1\nprecision = "no"\n'
@@ -92,14 +94,24 @@ def launch(recipe: Path, layout: tuple[int, list[str]], *args: str, stop_at: int
     return proc
 
 
-def stop_and_resume(folder: Path, name: str, data_path: Path, data: str, before, after) -> Path:
-    """A run stopped by SIGTERM after step STOP (exit 75, checkpointed) on layout `before`, resumed to the
-    end on layout `after`."""
+def stop(folder: Path, name: str, data_path: Path, data: str, before) -> Path:
+    """A run stopped by SIGTERM after step STOP (exit 75, checkpointed) on layout `before`; its recipe."""
     recipe = write_recipe(folder, name, data_path, data)
     launch(recipe, before, stop_at=STOP, expect=75)
     assert [r["step"] for r in records(folder / name) if "loss" in r][-1] == STOP
-    launch(recipe, after, "--resume", "auto")
+    return recipe
+
+
+def stop_and_resume(folder: Path, name: str, data_path: Path, data: str, before, after) -> Path:
+    """A run stopped after step STOP on layout `before`, resumed to the end on layout `after`."""
+    launch(stop(folder, name, data_path, data, before), after, "--resume", "auto")
     return folder / name
+
+
+def copy_of(stopped: Path, folder: Path, images: Path) -> Path:
+    """A copy of the `stopped` run in `folder` (its recipe naming the copy), to resume there."""
+    shutil.copytree(stopped, folder / stopped.name)
+    return write_recipe(folder, stopped.name, images)
 
 
 def gaps(reference: Path, run: Path) -> tuple[float, float]:
@@ -146,11 +158,19 @@ def two_processes(images, tmp_path_factory) -> Path:
     return folder / "ref"
 
 
+@pytest.fixture(scope="module")
+def stopped_on_two(images, tmp_path_factory) -> Path:
+    """The same run stopped after step STOP (mid-epoch 2); tests resume copies of it."""
+    folder = tmp_path_factory.mktemp("stopped")
+    stop(folder, "run", images, "", TWO)
+    return folder / "run"
+
+
 def test_stopped_on_two_processes_and_resumed_on_one_lands_as_the_uninterrupted_run(
-    tmp_path, images, two_processes
+    tmp_path, images, two_processes, stopped_on_two
 ):
-    run = stop_and_resume(tmp_path, "run", images, "", TWO, ONE)
-    assert_lands_with(two_processes, run)
+    launch(copy_of(stopped_on_two, tmp_path, images), ONE, "--resume", "auto")
+    assert_lands_with(two_processes, tmp_path / "run")
 
 
 def test_stopped_on_one_accumulating_process_and_resumed_on_two_lands_as_the_uninterrupted_run(
@@ -176,9 +196,10 @@ def test_repeated_augmentation_resumes_on_another_process_count_in_the_same_glob
     assert_lands_with(tmp_path / "ref", run)
 
 
-def test_a_resume_that_changes_the_global_batch_is_one_line_and_changes_nothing(tmp_path, images):
-    recipe = write_recipe(tmp_path, "run", images)
-    launch(recipe, TWO, stop_at=STOP, expect=75)
+def test_a_resume_that_changes_the_global_batch_is_one_line_and_changes_nothing(
+    tmp_path, images, stopped_on_two
+):
+    recipe = copy_of(stopped_on_two, tmp_path, images)
     out = tmp_path / "run"
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.lock"}
     proc = launch(recipe, layout(1, 8), "--resume", "auto", expect=2)
@@ -191,9 +212,10 @@ def test_a_resume_that_changes_the_global_batch_is_one_line_and_changes_nothing(
     assert after == before
 
 
-def test_a_run_that_ends_mid_epoch_evaluates_checkpoints_and_writes_its_weights(tmp_path, images):
-    recipe = write_recipe(tmp_path, "run", images, length=f"max_steps = {STOP}")
-    launch(recipe, TWO)
+def test_a_run_that_ends_mid_epoch_evaluates_checkpoints_and_writes_its_weights(tmp_path, images, capfd):
+    recipe = write_recipe(tmp_path, "run", images, length=f"max_steps = {STOP}", hook=False)
+    code, _, err = call_main("train.py", [recipe, "--set", *ONE[1]], capfd)  # where the end falls is all
+    assert code == 0, err[-3000:]
     log = records(tmp_path / "run")
     assert log[-1]["step"] == STOP and "eval_top1" in log[-1]  # the final eval, after the last step
     assert [r["step"] for r in log if "lr" in r][-1] == STOP

@@ -19,7 +19,7 @@ DEFAULT_METRIC = "eval_top1"
 
 
 def metric_rule(metric: str, rule: str | None) -> str:
-    """ "greater" or "less" is better: as set, else MMEngine's inference (a loss is less, the rest greater)."""
+    """Which way is better ("greater" or "less"): as set, else MMEngine's inference (less for a loss)."""
     return rule or ("less" if "loss" in metric else "greater")
 
 
