@@ -222,9 +222,12 @@ def test_two_machines_on_one_host_train_as_two_processes_on_one(tmp_path, datase
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     machines = [start(launch_command(recipe, nproc=2, machines=(rank, port))) for rank in (0, 1)]
-    results = [finish(proc) for proc in machines]
-    assert [code for code, _ in results] == [0, 0], [stderr[-2000:] for _, stderr in results]
+    outputs = [proc.communicate(timeout=300) for proc in machines]
+    assert [proc.returncode for proc in machines] == [0, 0], [stderr[-2000:] for _, stderr in outputs]
     assert_bit_equal(reference, tmp_path / "machines")
+    said = [line for stdout, _ in outputs for line in stdout.splitlines()]  # a job log holds both machines'
+    summaries, ends = (sum(line.startswith(word) for line in said) for word in ("run ", "done: "))
+    assert summaries == ends == 1
     assert [r["step"] for r in records(tmp_path / "machines") if "loss" in r] == list(range(1, 9))
 
 

@@ -23,8 +23,9 @@ from runs import ROOT, assert_bit_equal, train_env
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 SLURM_TRAIN = ROOT / "scripts" / "slurm_train.sh"
-EPOCHS = 6
-"""The quickstart for 6 epochs (132 steps, about a minute here): long enough to be stopped mid-run."""
+EPOCHS = 20
+"""The quickstart for 20 epochs (440 steps, about 75 s on an idle 2-core machine): still running when a
+2-minute time limit's warning comes, 90 s ahead (slurmctld checks time limits every 30 s or so)."""
 REQUEUE_SETTLE_S = 8
 """A requeued job is held two minutes (BeginTime); the tests release it after these seconds (started at
 once, its new credential can be revoked with the old attempt's)."""
@@ -123,7 +124,7 @@ def assert_resumed_to_the_same_end(tmp_path: Path, name: str, info: dict, uninte
 
 
 def test_a_time_limit_checkpoints_requeues_and_completes_as_the_uninterrupted_job(tmp_path, uninterrupted):
-    job_id = submit(tmp_path, "limit", "--time=2", "--signal=USR1@75", workers=1)
+    job_id = submit(tmp_path, "limit", "--time=2", "--signal=USR1@90", workers=1)
     info = finish(job_id)
     log = assert_resumed_to_the_same_end(tmp_path, "limit", info, uninterrupted)
     assert "stopped by signal 10 after step" in log and "requeueing job" in log
@@ -166,7 +167,7 @@ def test_preemption_by_a_higher_priority_partition_requeues_and_completes(tmp_pa
 def test_a_two_node_job_stopped_by_its_time_limit_ends_as_two_processes_on_one_machine(tmp_path):
     """Two nodes, one process each (a rendezvous across them), stopped and requeued, against the same two
     processes started on one machine by scripts/launch.py."""
-    job_id = submit(tmp_path, "nodes", "--nodes=2", "--time=2", "--signal=USR1@75")
+    job_id = submit(tmp_path, "nodes", "--nodes=2", "--time=2", "--signal=USR1@90")
     info = finish(job_id)
     log = (tmp_path / "nodes.out").read_text()
     assert info["JobState"] == "COMPLETED" and info["NodeList"] in ("n[1-2]", "n1,n2"), (info, log[-3000:])

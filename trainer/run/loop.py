@@ -36,7 +36,7 @@ from trainer.run.ema import EMA_FILE, ModelEma
 from trainer.run.evaluate import evaluate
 from trainer.run.intervals import Intervals
 from trainer.run.loss import mix_batch
-from trainer.run.metrics import Clock, MetricsLog, WindowMeter, duration, format_line
+from trainer.run.metrics import Clock, MetricsLog, WindowMeter, duration, format_line, say_once
 from trainer.run.nonfinite import BufferSnapshot, NonFiniteError, NonFiniteGuard, SkipCounter
 from trainer.run.run_dir import open_run_dir
 from trainer.run.runtime import resolve_precision
@@ -83,7 +83,7 @@ def train(
         schedule.apply(optimizer, state.step)
         log = open_run_dir(accelerator, recipe, start, state)
         resumed_at = state.step if start.resume_from is not None else None
-        accelerator.print(start_summary(recipe, run, accelerator, output_dir, resumed_at), flush=True)
+        say_once(accelerator, start_summary(recipe, run, accelerator, output_dir, resumed_at), flush=True)
     except BaseException:
         lock.release()
         raise
@@ -178,7 +178,9 @@ def train(
                     if cfg["checkpoint"].get("save_best"):  # the EMA's weights for an ema_* metric
                         kept = ema.module if best.metric.startswith("ema_") else model
                         path = save_best_weights(accelerator, kept, output_dir, best)
-                        accelerator.print(f"best {best.metric} {best.value:.4f} at step {best.step}: {path}")
+                        say_once(
+                            accelerator, f"best {best.metric} {best.value:.4f} at step {best.step}: {path}"
+                        )
             if due.checkpoint_due(state, updated, end_of_epoch):
                 save()
             if updated and not due.done(state) and stop.should_stop(state.step, watch.fatal() is not None):
@@ -189,7 +191,7 @@ def train(
         guard.check(accelerator)
         _save_final_weights(accelerator, model, ema, output_dir)
         end = _end_line(output_dir, state.step, last_eval, best, cfg, clock.elapsed())
-        accelerator.print(end, flush=True)
+        say_once(accelerator, end, flush=True)
         return 0
     except NonFiniteError as err:
         kept = list_checkpoints(checkpoint_root(output_dir))

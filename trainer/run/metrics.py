@@ -13,6 +13,13 @@ import torch
 from trainer.files import append_line, strict_json
 
 
+def say_once(accelerator, text: str, **kwargs: Any) -> None:
+    """Print `text` on the main process of the whole run (Accelerate's print speaks once per machine, and a
+    multi-node job's log holds every machine's output)."""
+    if accelerator.is_main_process:
+        print(text, **{"flush": True, **kwargs})
+
+
 class MetricsLog:
     """Appends records to `metrics.jsonl` on the main process, each a whole line of strict JSON (a non-finite
     number is null, its key listed under "nonfinite"), and forwards them to Accelerate's trackers."""

@@ -11,7 +11,7 @@ from trainer.files import WriteError, write_text
 from trainer.outputs.run_info import recipe_changes, write_run_info
 from trainer.recipe.load import Recipe
 from trainer.run.checkpoint import TrainerState, any_failed
-from trainer.run.metrics import MetricsLog
+from trainer.run.metrics import MetricsLog, say_once
 from trainer.run.start import Start
 from trainer.run.tracking import start_trackers
 
@@ -41,9 +41,10 @@ def open_run_dir(accelerator, recipe: Recipe, start: Start, state: TrainerState)
     tracking = start_trackers(accelerator, cfg, recipe.name, output_dir, state.step)
     if start.resume_from is not None:
         changes = recipe_changes((start.resume_from / "recipe.toml").read_text(), recipe.to_toml())
-        accelerator.print(
+        say_once(
+            accelerator,
             f"resumed from {start.resume_from} at step {state.step}"
-            + (f"; recipe changed: {'; '.join(changes)}" if changes else "")
+            + (f"; recipe changed: {'; '.join(changes)}" if changes else ""),
         )
     return MetricsLog(accelerator, output_dir, use_trackers=tracking)
 

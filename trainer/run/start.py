@@ -16,6 +16,7 @@ from typing import Any
 from trainer.errors import RecipeError
 from trainer.files import umask_mode
 from trainer.run.checkpoint import checkpoint_root, damage, step_folders
+from trainer.run.metrics import say_once
 
 LOCK_FILE = "run.lock"
 RUN_FILES = ("metrics.jsonl", "model.safetensors", "recipe.toml")
@@ -226,5 +227,5 @@ def claim_run_dir(accelerator: Any, recipe: Any, resume: str | None) -> tuple[St
         raise RecipeError(*error)
     cfg["output_dir"] = str(start.output_dir)
     for note in start.notes:
-        accelerator.print(note)
+        say_once(accelerator, note)
     return start, lock if lock is not None else _NoLock()
