@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from runs import ROOT, SGD, TRAIN, assert_bit_equal, make_dataset, recipe_text, records, train_env
+from runs import (
+    ROOT,
+    SGD,
+    TRAIN,
+    assert_bit_equal,
+    descendants,
+    make_dataset,
+    recipe_text,
+    records,
+    train_env,
+)
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.launch import main as launch_main
 from trainer.run.checkpoint import list_checkpoints
@@ -82,23 +92,6 @@ def finish(proc: subprocess.Popen, gate: Path | None = None) -> tuple[int, str]:
         (gate / "go").touch()
     _, stderr = proc.communicate(timeout=300)
     return proc.returncode, stderr
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (sessions of their own included)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def catches(pid: int, sig: int) -> bool:

@@ -22,6 +22,7 @@ from runs import (
     TRAIN,
     assert_bit_equal,
     call_main,
+    descendants,
     make_dataset,
     recipe_text,
     records,
@@ -55,23 +56,6 @@ def dataset(tmp_path_factory) -> Path:
 def reference(tmp_path_factory, dataset) -> Path:
     """The uninterrupted run every interrupted one must reproduce."""
     return train_run(tmp_path_factory.mktemp("ref"), dataset, "reference", **LONG)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (torchrun's workers live in their own sessions, so killpg misses them)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def start(recipe: Path, *args: str, nproc: int = 1, env: dict[str, str] | None = None) -> subprocess.Popen:
