@@ -34,7 +34,8 @@ from runs import (
     weights,
 )
 from trainer.errors import EXIT_PREEMPTED
-from trainer.run.checkpoint import is_complete, list_checkpoints, resolve_resume
+from trainer.run.checkpoint import is_complete, list_checkpoints
+from trainer.run.start import plan_start
 
 pytestmark = pytest.mark.slow
 
@@ -198,7 +199,7 @@ def test_kill_9_during_a_checkpoint_write_never_leaves_a_checkpoint_resume_would
     # The one being written only counts once renamed into place; until then it is a .tmp_ folder.
     assert (root / ".tmp_step_00000008").exists() == (survivor == 4)
     assert (root / "step_00000008").exists() == (survivor == 8)
-    assert resolve_resume("auto", out) == root / f"step_{survivor:08d}"
+    assert plan_start("auto", out).resume_from == root / f"step_{survivor:08d}"
     code, stdout, stderr = call_main(
         "train.py", [recipe, "--resume", "auto"], capfd
     )  # the kill is the boundary

@@ -245,23 +245,6 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resolve_resume(resume: str | None, output_dir: str | Path) -> Path | None:
-    """`--resume auto` -> newest complete checkpoint in output_dir (or None); a path must be complete."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        found = list_checkpoints(checkpoint_root(output_dir))
-        return found[-1] if found else None
-    path = Path(resume)
-    if not is_complete(path):
-        raise RecipeError(
-            "--resume",
-            f"{resume!r} is not a complete checkpoint folder (no valid {MANIFEST})",
-            file="command line",
-        )
-    return path
-
-
 def load_trainer_state(path: Path) -> TrainerState:
     return TrainerState(**json.loads((path / STATE_FILE).read_text()))
 
