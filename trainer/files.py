@@ -14,7 +14,8 @@ from typing import Any
 
 
 def umask_mode() -> int:
-    """The mode a file created now gets: 0666 less the process's umask."""
+    """The mode a file created now gets: 0666 less the process's umask (for files others created: os.open
+    and open() get it from the kernel)."""
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
@@ -96,7 +97,7 @@ def append_line(path: str | Path, line: str) -> None:
     says why."""
     data = (line.rstrip("\n") + "\n").encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, umask_mode())
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the kernel applies the umask
     except OSError as err:
         raise WriteError(path, err) from None
     try:

@@ -17,7 +17,6 @@ leaves a single trainer orphaned on SIGTERM; torchrun ignores SIGUSR1 and gives 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.recipe.cli import ArgumentParser
+from trainer.run.signals import sigterm_when_parent_dies
 
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP)
 """Signals the launcher passes on to every process it started."""
@@ -38,7 +38,6 @@ STOP_GRACE_S = 600.0
 ERROR_GRACE_S = 30.0
 """After a process fails, how long the others may take to end before they are stopped (each stage)."""
 POLL_S = 0.2
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -191,7 +190,7 @@ def supervise(launch: Launch) -> int:
                     [sys.executable, launch.script, *launch.args],
                     env=worker_env(launch, local_rank, port),
                     start_new_session=True,  # a terminal's Ctrl-C reaches it once, through the launcher
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=sigterm_when_parent_dies,  # so none trains on alone
                 )
             )
         return _wait(processes, received)
@@ -232,14 +231,6 @@ def _wait(processes: list[subprocess.Popen], received: list[int]) -> int:
         print(f"launch.py: process {local_rank} was ended by {name}", file=sys.stderr, flush=True)
         return 128 - code if -code == signal.SIGINT else 1
     return code
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the launcher dies (Linux), so no process trains on alone."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def _free_port() -> int:

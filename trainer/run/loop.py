@@ -22,7 +22,7 @@ from trainer.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
 from trainer.files import WriteError, share
 from trainer.outputs.export import export_run_dir
 from trainer.recipe.load import Recipe
-from trainer.run.best import Best, save_best_weights
+from trainer.run.best import BEST_FILE, Best, save_best_weights
 from trainer.run.build import Run, build_run, make_accelerator
 from trainer.run.checkpoint import (
     CheckpointError,
@@ -205,7 +205,6 @@ def train(
         return 1
     finally:  # close logs, data workers and the process group cleanly (no abort at exit)
         progress.close()
-        log.close()
         stop.uninstall()
         close_workers(run.train_dl, run.eval_dl)
         lock.release()
@@ -313,8 +312,6 @@ def _end_line(
     seconds: float,
 ) -> str:
     """The run's last line: where the weights are, the final eval (and the best), the wall time."""
-    from trainer.run.best import BEST_FILE
-
     parts = [f"done: {step} steps in {duration(seconds)}", f"weights {output_dir / 'model.safetensors'}"]
     if last_eval is not None:
         shown = ("eval_top1", "eval_top5", "eval_loss", "ema_eval_top1")

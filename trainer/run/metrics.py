@@ -41,9 +41,6 @@ class MetricsLog:
             scalars = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
             self.accelerator.log(scalars, step=record["step"])
 
-    def close(self) -> None:
-        pass
-
 
 class WindowMeter:
     """The training loss and speed between two log records: a loss sum on the device (no host sync per

@@ -87,12 +87,17 @@ def stop_when_launcher_dies() -> None:
     if not (os.environ.get("TORCHELASTIC_RUN_ID") or _parent_is_accelerate_launch()):
         return
     parent = os.getppid()
+    if sigterm_when_parent_dies() and os.getppid() != parent:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def sigterm_when_parent_dies() -> bool:
+    """Ask Linux for SIGTERM when this process's parent dies (PR_SET_PDEATHSIG); False where it cannot."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
+        return False
+    return True
 
 
 def _parent_is_accelerate_launch() -> bool:

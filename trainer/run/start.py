@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import RecipeError
-from trainer.files import umask_mode
 from trainer.run.checkpoint import checkpoint_root, damage, step_folders
 from trainer.run.metrics import say_once
 
@@ -130,7 +129,7 @@ class RunLock:
         path = output_dir / LOCK_FILE
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, umask_mode())
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the kernel applies the umask
             except OSError as err:
                 raise RecipeError(
                     "output_dir", f"cannot write the run directory {str(output_dir)!r}: {err}"
