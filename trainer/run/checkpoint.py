@@ -203,18 +203,12 @@ def _manifest_files(path: Path) -> dict[str, dict[str, Any]] | None:
 
 def is_complete(path: Path) -> bool:
     """A checkpoint is complete when its manifest exists and every listed file has the listed size."""
-    files = _manifest_files(path)
-    if files is None:
-        return False
-    return all(
-        (path / name).is_file() and (path / name).stat().st_size == entry.get("size")
-        for name, entry in files.items()
-    )
+    return damage(path, hashes=False) is None
 
 
-def damage(path: Path) -> str | None:
-    """What is wrong with checkpoint `path` (no manifest, a file missing, of another size or another content
-    than its manifest records), or None when every file is as written."""
+def damage(path: Path, hashes: bool = True) -> str | None:
+    """What is wrong with checkpoint `path` (no manifest, a file missing, of another size or, with `hashes`,
+    another content than its manifest records), or None when every file is as written."""
     files = _manifest_files(path)
     if files is None:
         return f"no readable {MANIFEST}"
@@ -224,7 +218,7 @@ def damage(path: Path) -> str | None:
             return f"{name} is missing"
         if file.stat().st_size != entry.get("size"):
             return f"{name} has {file.stat().st_size} bytes, the manifest says {entry.get('size')}"
-        if HASH in entry and file_hash(file) != entry[HASH]:
+        if hashes and HASH in entry and file_hash(file) != entry[HASH]:
             return f"{name} is not what was written (its {HASH} differs from the manifest's)"
     return None
 
@@ -239,10 +233,7 @@ def step_folders(root: Path) -> list[Path]:
 
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under `root`, oldest first (by step number, never by mtime or name order)."""
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and is_complete(p)]
-    return [p for _, p in sorted(found)]
+    return [p for p in step_folders(root) if is_complete(p)]
 
 
 def load_trainer_state(path: Path) -> TrainerState:
