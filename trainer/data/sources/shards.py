@@ -1,6 +1,6 @@
 """Shards on a local or shared filesystem (`data.streaming`): parquet files and WebDataset .tar files found by
-split, counted from their metadata (no image is read), and read one row at a time where a stream needs it
-(an unreadable image's replacement, the row a warning names). trainer.data.streaming reads them as a stream.
+split, counted from their metadata (no image is read), and read by global row (`ShardReader`: a streamed
+epoch reads them block by block, in the global order of trainer.data.order).
 
 A split's shards are its files in sorted name order; a row's global index is its running number through
 them (the rows of the first file, then the second's, ...); each row's augmentation is seeded from it.
@@ -8,6 +8,7 @@ them (the rows of the first file, then the second's, ...); each row's augmentati
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -49,20 +50,29 @@ class Shards:
     blocks: tuple[tuple[int, ...], ...] = ()
     """Rows per block, per shard."""
 
-    @property
+    @functools.cached_property
     def total(self) -> int:
         return sum(self.rows)
 
-    @property
+    @functools.cached_property
     def offsets(self) -> tuple[int, ...]:
-        """The global index of each shard's first row."""
+        """The global index of each shard's first row (computed once: `locate` runs for every row read)."""
         return tuple(int(x) for x in np.cumsum((0, *self.rows[:-1])))
+
+    @functools.cached_property
+    def _ends(self) -> np.ndarray:
+        return np.cumsum(self.rows)
+
+    @functools.cached_property
+    def block_starts(self) -> tuple[np.ndarray, ...]:
+        """Per shard, the row within it at which each block starts."""
+        return tuple(np.cumsum((0, *sizes[:-1])) for sizes in self.blocks)
 
     def locate(self, row: int) -> tuple[int, int]:
         """(shard number, row within it) of global row `row`."""
         if not 0 <= row < self.total:
             raise IndexError(f"row {row} is outside the {self.total} rows of the shards")
-        shard = int(np.searchsorted(np.cumsum(self.rows), row, side="right"))
+        shard = int(np.searchsorted(self._ends, row, side="right"))
         return shard, row - self.offsets[shard]
 
     def column_range(self, column: str) -> tuple[int, int, int] | None:
@@ -119,8 +129,7 @@ class ShardReader:
         return _tar_sample(self.shards.files[shard], index[local], self.columns)
 
     def _parquet(self, shard: int, local: int) -> dict[str, Any]:
-        sizes = self.shards.blocks[shard]
-        starts = np.cumsum((0, *sizes[:-1]))
+        starts = self.shards.block_starts[shard]
         group = int(np.searchsorted(starts, local, side="right")) - 1
         key = (shard, group)
         rows = self._blocks.pop(key, None)
