@@ -48,8 +48,8 @@ def build_dataloaders(
     The train loader's batches are this process's (`rank` of `num_replicas`) micro-batches of each epoch's
     global order (`GlobalBatchSampler`: global batches of batch_size x num_replicas x `accumulate` rows,
     the same on any number of processes): prepare it without Accelerate's sharding. Each sample's
-    augmentation is a function of (seed, epoch, index) (`SeededTransform`): call `set_epoch(loader, epoch)`
-    every epoch.
+    augmentation is a function of (seed, epoch, index) (`SeededTransform`): call `set_position(loader, epoch,
+    micro_batches_done)` at the start of every epoch.
     """
     cfg = data_config(data_cfg)
     validate_augment(cfg.augment)
