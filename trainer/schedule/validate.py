@@ -166,7 +166,7 @@ def parse_entry(index: int, entry: Any, epochs: int | None, lenient: bool = Fals
     scheduler = cls(**{k: v for k, v in args.items() if k != "type"})
     scheduler.check(key)
     parsed = Entry(index, cls, args, lenient=lenient)
-    _check_window(parsed, epochs, lenient)
+    _check_window(parsed, epochs)
     return parsed
 
 
@@ -207,12 +207,13 @@ def _is_kind(value: Any, kind: str) -> bool:
     return isinstance(value, str)
 
 
-def _check_window(entry: Entry, epochs: int | None, lenient: bool) -> None:
+def _check_window(entry: Entry, epochs: int | None) -> None:
     """begin < end; epoch-counted windows and milestones inside training; by_epoch needs epochs. With
-    `lenient` (train.schedule_past_end = "warn", MMEngine's behaviour) what lies past the end of training is a
-    note instead: a window that begins there is dropped, one that ends there is cut (its curve as written),
-    milestones there never apply, and an epoch-stepped entry in max_steps training steps at epoch starts."""
-    args, key = entry.args, entry.key
+    `entry.lenient` (train.schedule_past_end = "warn", MMEngine's behaviour) what lies past the end of
+    training is a note instead: a window that begins there is dropped, one that ends there is cut (its curve
+    as written), milestones there never apply, and an epoch-stepped entry in max_steps training steps at
+    epoch starts."""
+    args, key, lenient = entry.args, entry.key, entry.lenient
     begin, end = args["begin"], args["end"]
     unit = "epochs" if entry.by_epoch else "steps"
     if begin < 0:
@@ -234,7 +235,6 @@ def _check_window(entry: Entry, epochs: int | None, lenient: bool) -> None:
         entry.dropped = lenient
         past_end(
             entry,
-            lenient,
             f"{key}.begin",
             f"{begin} is not before the end of the window ({last} epochs, "
             f"train.epochs = {epochs}): the scheduler would never act",
@@ -244,7 +244,6 @@ def _check_window(entry: Entry, epochs: int | None, lenient: bool) -> None:
     if end is not None and end > epochs:
         past_end(
             entry,
-            lenient,
             f"{key}.end",
             f"{end} is beyond the last epoch (train.epochs = {epochs}); leave `end` out to end with training",
             f"{name} ends at epoch {end:g} and {length}: cut there, its curve as written (as MMEngine)",
@@ -271,8 +270,8 @@ def _check_window(entry: Entry, epochs: int | None, lenient: bool) -> None:
 PAST_END_HINT = '; or set train.schedule_past_end = "warn" to cut the schedule there, as MMEngine does'
 
 
-def past_end(entry: Entry, lenient: bool, key: str, error: str, note: str) -> None:
-    """Something of `entry` lies past the end of training: a RecipeError, or with `lenient` a note."""
-    if not lenient:
+def past_end(entry: Entry, key: str, error: str, note: str) -> None:
+    """Something of `entry` lies past the end of training: a RecipeError, or with `entry.lenient` a note."""
+    if not entry.lenient:
         raise RecipeError(key, error + PAST_END_HINT)
     entry.notes.append(note)
